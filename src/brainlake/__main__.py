@@ -1,0 +1,7 @@
+"""Run the ``brainlake`` command as ``python -m brainlake``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,197 @@
+"""The lake's metadata tables: items and events, stored as Delta Lake tables.
+
+``catalog/items`` holds one row per item (an occurrence of a stored object in a
+source) and ``catalog/events`` one row per event (an ingest, a mart build, a
+run). Both are Delta tables written through delta-rs, so every append is an
+atomic commit, every commit is a version that marts can pin, and the tables
+can be read as they are by DuckDB, Polars or Spark.
+
+Table objects are opened per call and released before returning: a delta-rs
+table or Arrow scanner kept alive until interpreter exit can abort the process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
+from .exceptions import CatalogError, VersionNotFoundError
+from .storage import Location, delta_storage_options, delta_table_uri
+
+__all__ = ["EVENT_SCHEMA", "ITEM_SCHEMA", "Catalog", "Filter"]
+
+logger = logging.getLogger(__name__)
+
+Filter = tuple[str, str, Any]
+"""One pushed-down condition: ``(column, op, value)`` with op one of
+``=``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``in``, ``not in``."""
+
+_UTC_MICROS = pa.timestamp("us", tz="UTC")
+
+ITEM_SCHEMA = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("size_bytes", pa.int64(), nullable=False),
+        pa.field("format", pa.string()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("mode", pa.string()),
+        pa.field("bit_depth", pa.int16()),
+        pa.field("label", pa.string()),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_path", pa.string(), nullable=False),
+        pa.field("source_split", pa.string()),
+        pa.field("patient_id", pa.string()),
+        pa.field("modality", pa.string()),
+        pa.field("phash", pa.string()),
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("ingested_at", _UTC_MICROS, nullable=False),
+        pa.field("extra", pa.string()),
+    ]
+)
+"""Columns of the items table; ``extra`` is a JSON object of source-specific values."""
+
+EVENT_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("created_at", _UTC_MICROS, nullable=False),
+        pa.field("user", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("items_version", pa.int64()),
+        pa.field("parameters", pa.string()),
+        pa.field("summary", pa.string()),
+        pa.field("library_version", pa.string()),
+    ]
+)
+"""Columns of the events table; ``parameters`` and ``summary`` are JSON objects."""
+
+# Pinned versions must stay readable for years, so history is kept that long.
+_TABLE_CONFIGURATION = {
+    "delta.logRetentionDuration": "interval 36500 days",
+    "delta.deletedFileRetentionDuration": "interval 36500 days",
+}
+
+_ITEMS = "catalog/items"
+_EVENTS = "catalog/events"
+
+
+class Catalog:
+    """Read and append the items and events tables of one lake.
+
+    Args:
+        location: The lake root.
+    """
+
+    def __init__(self, location: Location) -> None:
+        self._items_uri = delta_table_uri(location, _ITEMS)
+        self._events_uri = delta_table_uri(location, _EVENTS)
+        self._options = delta_storage_options(location)
+
+    def create(self) -> None:
+        """Create both tables, empty; existing tables are left as they are."""
+        for uri, schema in ((self._items_uri, ITEM_SCHEMA), (self._events_uri, EVENT_SCHEMA)):
+            try:
+                table = DeltaTable.create(
+                    uri,
+                    schema,
+                    mode="ignore",
+                    configuration=_TABLE_CONFIGURATION,
+                    storage_options=self._options or None,
+                )
+            except DeltaError as error:
+                raise CatalogError(f"failed to create catalog table at {uri!r}: {error}") from error
+            del table
+
+    def _open(self, uri: str, version: int | None = None) -> DeltaTable:
+        try:
+            return DeltaTable(uri, version=version, storage_options=self._options or None)
+        except TableNotFoundError as error:
+            raise CatalogError(
+                f"catalog table {uri!r} not found; is this a brainlake lake root?"
+            ) from error
+        except DeltaError as error:
+            if version is not None:
+                raise VersionNotFoundError(
+                    f"lake version {version!r} cannot be read ({error}); "
+                    "it may not exist yet or may have been vacuumed"
+                ) from error
+            raise CatalogError(f"failed to open catalog table {uri!r}: {error}") from error
+
+    def version(self) -> int:
+        """Return the current version of the items table (the lake version)."""
+        table = self._open(self._items_uri)
+        try:
+            return int(table.version())
+        finally:
+            del table
+
+    def items(
+        self,
+        *,
+        columns: Sequence[str] | None = None,
+        filters: Sequence[Filter] | None = None,
+        version: int | None = None,
+    ) -> pa.Table:
+        """Read item rows, pushing column selection and filters into the scan.
+
+        Args:
+            columns: Columns to read; all when omitted.
+            filters: Conditions combined with *and*.
+            version: A past lake version; the current one when omitted.
+
+        Returns:
+            The matching rows, as a pyarrow table with :data:`ITEM_SCHEMA` types.
+        """
+        unknown = [name for name in (columns or []) if name not in ITEM_SCHEMA.names]
+        unknown += [f[0] for f in (filters or []) if f[0] not in ITEM_SCHEMA.names]
+        if unknown:
+            raise CatalogError(
+                f"unknown catalog column(s) {sorted(set(unknown))!r}; known columns: "
+                f"{', '.join(ITEM_SCHEMA.names)}"
+            )
+        table = self._open(self._items_uri, version)
+        try:
+            result = table.to_pyarrow_table(
+                columns=list(columns) if columns else None,
+                filters=list(filters) if filters else None,
+            )
+        finally:
+            del table
+        return result
+
+    def events(self) -> pa.Table:
+        """Return every event row, oldest first."""
+        table = self._open(self._events_uri)
+        try:
+            result = table.to_pyarrow_table()
+        finally:
+            del table
+        return result.sort_by([("created_at", "ascending"), ("event_id", "ascending")])
+
+    def append_items(self, rows: pa.Table) -> int:
+        """Append item rows in one commit and return the new lake version."""
+        return self._append(self._items_uri, rows, ITEM_SCHEMA)
+
+    def append_event(self, row: dict[str, Any]) -> None:
+        """Append one event row in its own commit."""
+        self._append(self._events_uri, pa.Table.from_pylist([row], schema=EVENT_SCHEMA), EVENT_SCHEMA)
+
+    def _append(self, uri: str, rows: pa.Table, schema: pa.Schema) -> int:
+        rows = rows.select(schema.names).cast(schema)
+        table = self._open(uri)
+        try:
+            # Writing through the table object leaves it at the version this
+            # commit created, even when other writers commit meanwhile.
+            write_deltalake(table, rows, mode="append")
+            return int(table.version())
+        except DeltaError as error:
+            raise CatalogError(f"failed to commit {rows.num_rows} rows to {uri!r}: {error}") from error
+        finally:
+            del table

@@ -1,0 +1,213 @@
+"""Decoding stored images into arrays, and the perceptual hash used to find near duplicates.
+
+Every image is decoded fully at ingest (:func:`inspect_image`), so a truncated
+or mislabelled file is caught there and never inside a training epoch. Marts
+call :func:`to_uint8_array` to turn stored bytes into the canonical
+channels-first ``uint8`` array of a chosen size.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageOps
+
+from .exceptions import ImageDecodeError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ImageInfo",
+    "hamming_distance",
+    "inspect_image",
+    "perceptual_hash",
+    "to_uint8_array",
+]
+
+DEFAULT_MAX_PIXELS = 64_000_000
+"""Largest width x height accepted at ingest (a 8000 x 8000 image)."""
+
+_BIT_DEPTHS = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "LA": 8, "CMYK": 8, "YCbCr": 8,
+               "I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "F": 32}
+
+ResizeMode = Literal["pad", "stretch"]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What decoding an image at ingest found out about it.
+
+    Attributes:
+        format: The container format as Pillow names it (``"JPEG"``, ``"PNG"``).
+        width: Width in pixels, after the EXIF orientation is applied.
+        height: Height in pixels, after the EXIF orientation is applied.
+        mode: The Pillow mode of the stored pixels (``"L"``, ``"RGB"``, ``"I;16"``).
+        bit_depth: Bits per channel.
+        phash: The 64-bit perceptual hash as 16 hex digits.
+    """
+
+    format: str
+    width: int
+    height: int
+    mode: str
+    bit_depth: int
+    phash: str
+
+
+def _open(data: bytes, *, max_pixels: int, name: str) -> Image.Image:
+    if not data:
+        raise ImageDecodeError(f"{name}: the file is empty (0 bytes); re-export or remove it")
+    try:
+        with warnings.catch_warnings():
+            # Pillow's own bomb check is global state; the cap below is per call.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.width * image.height > max_pixels:
+                raise ImageDecodeError(
+                    f"{name}: {image.width}x{image.height} pixels exceeds the limit of "
+                    f"{max_pixels:,} pixels; downscale the file or raise max_pixels"
+                )
+            image.load()
+    except ImageDecodeError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ImageDecodeError(
+            f"{name}: not a readable image ({error}); check that the file is complete "
+            "and in a supported format (JPEG, PNG, BMP, TIFF)"
+        ) from error
+    return image
+
+
+def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image") -> ImageInfo:
+    """Decode ``data`` fully and describe it.
+
+    Args:
+        data: The encoded image bytes.
+        max_pixels: Reject images with more pixels than this.
+        name: How error messages refer to the image (usually its source path).
+
+    Returns:
+        The image's format, size, mode, bit depth and perceptual hash.
+
+    Raises:
+        ImageDecodeError: If the bytes are empty, truncated, not an image, or too large.
+    """
+    image = _open(data, max_pixels=max_pixels, name=name)
+    format_name = image.format or "UNKNOWN"
+    mode = image.mode
+    oriented = ImageOps.exif_transpose(image)
+    return ImageInfo(
+        format=format_name,
+        width=oriented.width,
+        height=oriented.height,
+        mode=mode,
+        bit_depth=_BIT_DEPTHS.get(mode, 8),
+        phash=perceptual_hash(oriented),
+    )
+
+
+def _to_grayscale_or_rgb(image: Image.Image, channels: int) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # Window deep images by their own range so 16-bit detail is not clipped.
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
+        image = Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+    if image.mode in ("P", "PA", "LA", "RGBA", "1", "CMYK", "YCbCr"):
+        image = image.convert("RGBA").convert("RGB") if image.mode in ("P", "PA", "RGBA") else image.convert("RGB")
+    return image.convert("L" if channels == 1 else "RGB")
+
+
+def to_uint8_array(
+    data: bytes,
+    *,
+    size: int,
+    channels: Literal[1, 3] = 1,
+    resize: ResizeMode = "pad",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str = "image",
+) -> NDArray[np.uint8]:
+    """Decode ``data`` into a ``(channels, size, size)`` uint8 array.
+
+    Args:
+        data: The encoded image bytes.
+        size: The side of the square output in pixels.
+        channels: 1 for grayscale, 3 for RGB.
+        resize: ``"pad"`` keeps the aspect ratio and pads the short side with
+            black; ``"stretch"`` scales each axis independently.
+        max_pixels: Reject images with more pixels than this.
+        name: How error messages refer to the image.
+
+    Returns:
+        A C-contiguous array of shape ``(channels, size, size)``.
+
+    Raises:
+        ImageDecodeError: If the bytes cannot be decoded.
+        ValueError: If ``size``, ``channels`` or ``resize`` is invalid.
+    """
+    if size < 1:
+        raise ValueError(f"size must be a positive number of pixels, got {size!r}")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    if resize not in ("pad", "stretch"):
+        raise ValueError(f"resize must be 'pad' or 'stretch', got {resize!r}")
+
+    image = _open(data, max_pixels=max_pixels, name=name)
+    if image.format == "JPEG" and max(image.size) >= 2 * size:
+        # Draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale, which is
+        # much cheaper than a full decode followed by a big downscale.
+        image = Image.open(io.BytesIO(data))
+        image.draft("L" if channels == 1 else "RGB", (size, size))
+    image = ImageOps.exif_transpose(image)
+    image = _to_grayscale_or_rgb(image, channels)
+
+    if resize == "stretch":
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    else:
+        image = ImageOps.pad(image, (size, size), method=Image.Resampling.BILINEAR, color=0)
+
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[np.newaxis, :, :]
+    else:
+        array = array.transpose(2, 0, 1)
+    return np.ascontiguousarray(array)
+
+
+def _dct_matrix(n: int) -> NDArray[np.float64]:
+    k = np.arange(n)[:, np.newaxis]
+    i = np.arange(n)[np.newaxis, :]
+    matrix = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    matrix[0, :] = np.sqrt(1.0 / n)
+    return matrix
+
+
+_DCT_32 = _dct_matrix(32)
+
+
+def perceptual_hash(image: Image.Image) -> str:
+    """Return the 64-bit DCT perceptual hash of ``image`` as 16 hex digits.
+
+    The image is reduced to 32x32 grayscale; the 8x8 lowest frequencies of its
+    2-D DCT (the DC term excluded from the median) give one bit each: set
+    when the coefficient exceeds their median. Re-encoding or resizing an image
+    changes few bits, so near duplicates lie within a small Hamming distance.
+    """
+    gray = _to_grayscale_or_rgb(image, 1).resize((32, 32), Image.Resampling.BILINEAR)
+    pixels = np.asarray(gray, dtype=np.float64)
+    coefficients = (_DCT_32 @ pixels @ _DCT_32.T)[:8, :8]
+    median = np.median(coefficients.ravel()[1:])
+    bits = (coefficients.ravel() > median).astype(np.uint8)
+    value = 0
+    for bit in bits:
+        value = (value << 1) | int(bit)
+    return f"{value:016x}"
+
+
+def hamming_distance(first: str, second: str) -> int:
+    """Return how many bits differ between two hex perceptual hashes."""
+    return (int(first, 16) ^ int(second, 16)).bit_count()

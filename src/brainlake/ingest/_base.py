@@ -1,0 +1,165 @@
+"""The reader protocol, the registry of readers, and label/split normalisation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..exceptions import DuplicateNameError, UnknownReaderError
+
+__all__ = [
+    "Reader",
+    "SourceProblem",
+    "SourceRecord",
+    "canonical_label",
+    "canonical_split",
+    "get_reader",
+    "is_reader",
+    "list_readers",
+    "register_reader",
+]
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One image found in a source, not yet stored.
+
+    Attributes:
+        source_path: The path of the entry inside the source, with ``/``
+            separators (stable across machines, used in the item id).
+        read: Returns the raw bytes; called once, on a worker thread.
+        label: Canonical class name, or ``None`` when the source has none.
+        source_split: ``"train"``, ``"val"`` or ``"test"`` as the source
+            assigned it, or ``None``.
+        patient_id: The patient the image belongs to, when known.
+        modality: The imaging modality (``"MR"``), when known.
+        extra: Source-specific values stored as JSON with the item.
+    """
+
+    source_path: str
+    read: Callable[[], bytes]
+    label: str | None = None
+    source_split: str | None = None
+    patient_id: str | None = None
+    modality: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceProblem:
+    """An entry of a source that was skipped, with the reason and what to do.
+
+    Attributes:
+        source_path: The entry's path inside the source.
+        reason: Why it was not ingested.
+        hint: What the user can do about it.
+    """
+
+    source_path: str
+    reason: str
+    hint: str = ""
+
+
+class Reader(Protocol):
+    """A callable that walks one source and yields its records and problems."""
+
+    def __call__(self, root: str | os.PathLike[str], /, **options: Any) -> Iterator[SourceRecord | SourceProblem]:
+        """Yield one record per usable entry and one problem per skipped entry."""
+        ...
+
+
+_READERS: dict[str, Reader] = {}
+
+
+def register_reader(name: str, *, override: bool = False) -> Callable[[Reader], Reader]:
+    """Register a reader under ``name``, as a decorator.
+
+    Args:
+        name: The name users pass as ``Datalake.ingest(..., reader=name)``.
+        override: Replace an existing reader of that name instead of failing.
+
+    Raises:
+        DuplicateNameError: If ``name`` is taken and ``override`` is false.
+    """
+
+    def decorator(reader: Reader) -> Reader:
+        if name in _READERS and not override:
+            raise DuplicateNameError(
+                f"an ingest reader named {name!r} is already registered; "
+                "pass override=True to replace it"
+            )
+        _READERS[name] = reader
+        return reader
+
+    return decorator
+
+
+def list_readers() -> list[str]:
+    """Return the names of all registered readers, sorted."""
+    return sorted(_READERS)
+
+
+def is_reader(name: str) -> bool:
+    """Return whether a reader is registered under ``name``."""
+    return name in _READERS
+
+
+def get_reader(name: str) -> Reader:
+    """Return the reader registered under ``name``.
+
+    Raises:
+        UnknownReaderError: If no reader has that name; the message lists the known ones.
+    """
+    try:
+        return _READERS[name]
+    except KeyError:
+        raise UnknownReaderError(
+            f"unknown ingest reader {name!r}; registered readers: {', '.join(list_readers())}"
+        ) from None
+
+
+_LABEL_ALIASES = {
+    "glioma": "glioma",
+    "gliomatumor": "glioma",
+    "meningioma": "meningioma",
+    "meningiomatumor": "meningioma",
+    "pituitary": "pituitary",
+    "pituitarytumor": "pituitary",
+    "notumor": "notumor",
+    "notumour": "notumor",
+    "normal": "notumor",
+    "healthy": "notumor",
+}
+
+_SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+
+def canonical_label(name: str) -> str:
+    """Map a source's class name to brainlake's canonical lower-case label.
+
+    Known spellings of the four classes (``glioma_tumor``, ``No Tumor``,
+    ``pituitary tumor``) become ``glioma``, ``meningioma``, ``pituitary`` and
+    ``notumor``; any other name is lower-cased with spaces as underscores.
+    """
+    key = "".join(character for character in name.lower() if character.isalnum())
+    if key in _LABEL_ALIASES:
+        return _LABEL_ALIASES[key]
+    return "_".join(name.strip().lower().split())
+
+
+def canonical_split(name: str) -> str:
+    """Map a source's split folder name to ``train``, ``val`` or ``test``.
+
+    Other names are returned lower-cased, so an unusual split stays visible.
+    """
+    return _SPLIT_ALIASES.get(name.strip().lower(), name.strip().lower())

@@ -1,0 +1,124 @@
+"""Reader for image folders such as ``Training/glioma/0001.jpg``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from ..exceptions import IngestError
+from ._base import SourceProblem, SourceRecord, canonical_label, canonical_split, register_reader
+
+__all__ = ["IMAGE_EXTENSIONS", "read_image_folder"]
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+"""File name extensions the folder reader treats as images (case-insensitive)."""
+
+FolderLevel = Literal["parent", "grandparent"]
+
+_LEVELS: dict[str, int] = {"parent": 1, "grandparent": 2}
+_SYSTEM_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini"})
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name in _SYSTEM_NAMES
+
+
+def _folder_at(relative: Path, level: FolderLevel | None) -> str | None:
+    if level is None:
+        return None
+    depth = _LEVELS[level]
+    parents = relative.parts[:-1]
+    if len(parents) < depth:
+        return None
+    return parents[-depth]
+
+
+def _reader_of(path: Path) -> Callable[[], bytes]:
+    return path.read_bytes
+
+
+@register_reader("folder")
+def read_image_folder(
+    root: str | os.PathLike[str],
+    /,
+    *,
+    label_from: FolderLevel | None = "parent",
+    split_from: FolderLevel | None = None,
+    **options: Any,
+) -> Iterator[SourceRecord | SourceProblem]:
+    """Walk an image folder in sorted order and yield one record per image.
+
+    Hidden files and folders (``.DS_Store``, ``.ipynb_checkpoints``,
+    ``__MACOSX``) are skipped and reported; files whose extension is not an
+    image extension are reported and skipped.
+
+    Args:
+        root: The folder to walk.
+        label_from: Which folder level names the class: ``"parent"`` (the
+            folder holding the file) or ``"grandparent"``; ``None`` for no label.
+        split_from: Which folder level names the source split
+            (``Training``/``Testing``), or ``None``.
+        **options: Not accepted; present so every reader has one signature.
+
+    Yields:
+        A :class:`SourceRecord` per image and a :class:`SourceProblem` per
+        skipped entry.
+
+    Raises:
+        IngestError: If ``root`` is not a folder or an argument is invalid.
+    """
+    if options:
+        raise IngestError(f"the folder reader does not accept option(s) {sorted(options)!r}")
+    for argument, value in (("label_from", label_from), ("split_from", split_from)):
+        if value is not None and value not in _LEVELS:
+            raise IngestError(f"{argument} must be 'parent', 'grandparent' or None, got {value!r}")
+    base = Path(root)
+    if not base.is_dir():
+        raise IngestError(f"source folder {os.fspath(root)!r} does not exist or is not a folder")
+
+    for directory, folders, files in os.walk(base):
+        current = Path(directory)
+        for name in sorted(folders):
+            if _is_hidden(name):
+                relative = (current / name).relative_to(base).as_posix()
+                yield SourceProblem(relative + "/", "hidden or system folder skipped")
+        folders[:] = sorted(name for name in folders if not _is_hidden(name))
+
+        for name in sorted(files):
+            path = current / name
+            relative_path = path.relative_to(base)
+            relative = relative_path.as_posix()
+            if _is_hidden(name):
+                yield SourceProblem(relative, "hidden or system file skipped")
+                continue
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                yield SourceProblem(
+                    relative,
+                    f"extension {path.suffix!r} is not an image extension",
+                    f"convert it to one of {', '.join(sorted(IMAGE_EXTENSIONS))} or remove it",
+                )
+                continue
+            yield _record(path, relative_path, label_from, split_from)
+
+
+def _record(
+    path: Path, relative: Path, label_from: FolderLevel | None, split_from: FolderLevel | None
+) -> SourceRecord:
+    extra: dict[str, Any] = {}
+    label_folder = _folder_at(relative, label_from)
+    split_folder = _folder_at(relative, split_from)
+    label = canonical_label(label_folder) if label_folder else None
+    split = canonical_split(split_folder) if split_folder else None
+    if label_folder and label != label_folder:
+        extra["source_label"] = label_folder
+    if split_folder and split != split_folder:
+        extra["source_split"] = split_folder
+    return SourceRecord(
+        source_path=relative.as_posix(),
+        read=_reader_of(path),
+        label=label,
+        source_split=split,
+        extra=extra,
+    )

@@ -1,0 +1,453 @@
+"""The :class:`Datalake`: one place for every raw image, its metadata and its history.
+
+A lake is a folder (or bucket prefix) holding ``brainlake.json``, the raw
+objects under ``objects/`` and the Delta catalog under ``catalog/``. Opening a
+lake never changes it; ingesting adds objects first and then commits the new
+items in one catalog commit, followed by one event.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from ._version import __version__
+from .catalog import Catalog, Filter
+from .exceptions import IngestError, LakeFormatError, LakeNotFoundError, StorageError
+from .imaging import DEFAULT_MAX_PIXELS
+from .ingest import get_reader
+from .ingest._pipeline import IngestReport, prepare_items
+from .storage import Location, ObjectStore, open_location, sha256_hex
+
+if TYPE_CHECKING:
+    from .mart import BuiltMart, Datamart
+
+__all__ = ["Datalake", "DuplicateGroup", "VerifyReport", "conditions_to_filters"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_MANIFEST = "brainlake.json"
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Items whose raw bytes are identical (one object, several occurrences).
+
+    Attributes:
+        sha256: The shared object digest.
+        item_ids: The items, sorted by source path.
+        source_paths: Their paths in their sources, in the same order.
+        source_splits: Their source splits, in the same order.
+        labels: Their labels, in the same order.
+    """
+
+    sha256: str
+    item_ids: tuple[str, ...]
+    source_paths: tuple[str, ...]
+    source_splits: tuple[str | None, ...]
+    labels: tuple[str | None, ...]
+
+    @property
+    def extra_copies(self) -> int:
+        """How many items beyond the first share these bytes."""
+        return len(self.item_ids) - 1
+
+    @property
+    def spans_splits(self) -> bool:
+        """Whether the copies sit in more than one source split (a leak)."""
+        return len(set(self.source_splits)) > 1
+
+    @property
+    def conflicting_labels(self) -> bool:
+        """Whether the copies carry different labels."""
+        return len(set(self.labels)) > 1
+
+
+@dataclass
+class VerifyReport:
+    """What :meth:`Datalake.verify` found; nothing is changed by verifying.
+
+    Attributes:
+        items_checked: Items whose object was checked.
+        objects_checked: Distinct objects read and hashed.
+        missing: Items whose object is not stored, as ``(item_id, sha256)``.
+        corrupt: Items whose object's bytes no longer hash to its name.
+        orphaned: Stored objects that no item references (left by an
+            interrupted ingest); safe to remove.
+    """
+
+    items_checked: int = 0
+    objects_checked: int = 0
+    missing: list[tuple[str, str]] = field(default_factory=list)
+    corrupt: list[tuple[str, str]] = field(default_factory=list)
+    orphaned: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every item's object exists and is intact."""
+        return not self.missing and not self.corrupt
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as plain values."""
+        return {
+            "ok": self.ok,
+            "items_checked": self.items_checked,
+            "objects_checked": self.objects_checked,
+            "missing": [list(pair) for pair in self.missing],
+            "corrupt": [list(pair) for pair in self.corrupt],
+            "orphaned": list(self.orphaned),
+        }
+
+
+def conditions_to_filters(conditions: Mapping[str, Any]) -> list[Filter]:
+    """Turn ``column=value`` keywords into catalog filters.
+
+    A list, tuple, set or frozenset value means membership; ``None`` is not
+    accepted because Delta filters cannot test for null with ``=``.
+    """
+    filters: list[Filter] = []
+    for column, value in sorted(conditions.items()):
+        if value is None:
+            raise ValueError(f"condition {column}=None is not supported; filter on a value or a list of values")
+        if isinstance(value, (list, tuple, set, frozenset)):
+            values = sorted(value, key=str)
+            if not values:
+                raise ValueError(f"condition {column}=[] matches nothing; give at least one value")
+            filters.append((column, "in", values))
+        else:
+            filters.append((column, "=", value))
+    return filters
+
+
+class Datalake:
+    """A lake of raw MRI images with their metadata and the history of every change.
+
+    ``Datalake(url)`` opens the lake at ``url`` and creates it when the
+    location is empty; :meth:`open` only opens.
+
+    Args:
+        url: A local folder or an fsspec URL (``s3://bucket/lake``, ``gs://bucket/lake``).
+        storage_options: Options for the fsspec backend (its own keys, such as
+            s3fs's ``key``, ``secret`` and ``endpoint_url``); the catalog gets the
+            same settings translated for delta-rs.
+        create: Create a new lake when none exists at ``url``.
+
+    Raises:
+        LakeNotFoundError: If no lake exists and ``create`` is false.
+        LakeFormatError: If ``url`` holds a lake of an unknown format version.
+
+    Example:
+        >>> import brainlake as bl
+        >>> lake = bl.Datalake(tmp_path / "lake")  # doctest: +SKIP
+        >>> report = lake.ingest(bl.datasets.sample_path(), source="sample",
+        ...                      split_from="grandparent")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        url: str | os.PathLike[str],
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        create: bool = True,
+    ) -> None:
+        self._location = open_location(url, storage_options)
+        self._objects = ObjectStore(self._location)
+        self._catalog = Catalog(self._location)
+        self._info = self._load_or_create(create)
+
+    @classmethod
+    def open(cls, url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> Datalake:
+        """Open an existing lake; never create one."""
+        return cls(url, storage_options=storage_options, create=False)
+
+    def _load_or_create(self, create: bool) -> dict[str, Any]:
+        fs = self._location.fs
+        manifest = self._location.path(_MANIFEST)
+        if fs.exists(manifest):
+            info: dict[str, Any] = json.loads(fs.cat_file(manifest))
+            if info.get("format_version") != FORMAT_VERSION:
+                raise LakeFormatError(
+                    f"lake at {self.url!r} has format version {info.get('format_version')!r}; "
+                    f"this brainlake {__version__} reads format {FORMAT_VERSION}"
+                )
+            return info
+        if not create:
+            raise LakeNotFoundError(
+                f"no lake at {self.url!r} ({_MANIFEST} not found); create one with Datalake({self.url!r})"
+            )
+        if fs.exists(self._location.root) and fs.ls(self._location.root):
+            raise LakeFormatError(
+                f"{self.url!r} is not empty and holds no {_MANIFEST}; choose an empty or new folder for a lake"
+            )
+
+        info = {
+            "format_version": FORMAT_VERSION,
+            "lake_id": uuid.uuid4().hex,
+            "created_at": datetime.now(UTC).isoformat(),
+            "created_by": __version__,
+        }
+        fs.makedirs(self._location.root, exist_ok=True)
+        self._catalog.create()
+        # brainlake.json is written last, so a half-created lake is never taken for a lake.
+        fs.pipe_file(manifest, json.dumps(info, indent=2).encode())
+        logger.info("created lake %s", self.url)
+        return info
+
+    # Properties ---------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The lake root as a URL (an absolute path for local lakes)."""
+        return self._location.url
+
+    @property
+    def lake_id(self) -> str:
+        """A random id given to the lake when it was created."""
+        return str(self._info["lake_id"])
+
+    @property
+    def location(self) -> Location:
+        """The resolved storage location (filesystem and root path)."""
+        return self._location
+
+    @property
+    def version(self) -> int:
+        """The current lake version: the version of the items table."""
+        return self._catalog.version()
+
+    def __repr__(self) -> str:
+        return f"Datalake({self.url!r})"
+
+    # Ingest -------------------------------------------------------------------
+
+    def ingest(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        source: str,
+        reader: str = "folder",
+        label_from: str | None = "parent",
+        split_from: str | None = None,
+        workers: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        progress: bool | None = None,
+        **reader_options: Any,
+    ) -> IngestReport:
+        """Add every image of a source to the lake.
+
+        Each image is read, decoded fully (a broken file fails here, not in a
+        training epoch), hashed and stored as an object; then all new items are
+        committed at once and an ``ingest`` event is recorded. Running the same
+        ingest again adds no items. Files that fail are listed in the report
+        with the reason; the others land.
+
+        Args:
+            path: The source location (for the ``folder`` reader, a folder).
+            source: A name for the source, stored with each item (``"kaggle-brain-mri"``).
+            reader: The registered reader to use.
+            label_from: For folders: the folder level naming the class.
+            split_from: For folders: the folder level naming the source split.
+            workers: Threads for reading, decoding and hashing; all cores by default.
+            max_pixels: Images with more pixels are rejected.
+            progress: Show a progress bar; by default only on a terminal.
+            **reader_options: Further options for the reader.
+
+        Returns:
+            What was added, what was already there, and what failed.
+
+        Raises:
+            IngestError: If the source cannot be read at all or an argument is invalid.
+        """
+        if not source or not source.strip():
+            raise IngestError("source must be a non-empty name, such as 'kaggle-brain-mri'")
+        read = get_reader(reader)
+        options = dict(reader_options)
+        if reader == "folder":
+            options.update(label_from=label_from, split_from=split_from)
+
+        # 1. Start the event and learn which items of this source already exist.
+        event_id = uuid.uuid4().hex
+        started = datetime.now(UTC)
+        report = IngestReport(event_id=event_id, source=source)
+        known = set(self._catalog.items(columns=["item_id"], filters=[("source", "=", source)])
+                    .column("item_id").to_pylist())
+
+        # 2. Store objects and collect the new item rows.
+        rows = prepare_items(
+            read(path, **options),
+            source=source,
+            event_id=event_id,
+            ingested_at=started,
+            known_item_ids=known,
+            objects=self._objects,
+            report=report,
+            workers=workers,
+            max_pixels=max_pixels,
+            progress=progress,
+        )
+
+        # 3. Commit the items in one catalog commit, then record the event.
+        report.added = rows.num_rows
+        report.lake_version = self._catalog.append_items(rows) if rows.num_rows else self.version
+        parameters = {"path": os.fspath(path), "reader": reader, **{k: v for k, v in options.items()}}
+        self._record_event("ingest", event_id, started, source=source, parameters=parameters,
+                           summary=report.to_dict(), items_version=report.lake_version)
+        logger.info("ingested %d new items from %s into %s", report.added, source, self.url)
+        return report
+
+    def _record_event(
+        self,
+        kind: str,
+        event_id: str,
+        created_at: datetime,
+        *,
+        source: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        summary: Mapping[str, Any] | None = None,
+        items_version: int | None = None,
+    ) -> None:
+        self._catalog.append_event(
+            {
+                "event_id": event_id,
+                "kind": kind,
+                "created_at": created_at,
+                "user": _current_user(),
+                "source": source,
+                "items_version": items_version,
+                "parameters": json.dumps(parameters or {}, sort_keys=True, default=str),
+                "summary": json.dumps(summary or {}, sort_keys=True, default=str),
+                "library_version": __version__,
+            }
+        )
+
+    def record_event(
+        self,
+        kind: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        summary: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Record an event of another module (a mart build, a run) and return its id."""
+        event_id = uuid.uuid4().hex
+        self._record_event(kind, event_id, datetime.now(UTC), parameters=parameters,
+                           summary=summary, items_version=self.version)
+        return event_id
+
+    # Reading ------------------------------------------------------------------
+
+    def items(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        version: int | None = None,
+        **where: Any,
+    ) -> pa.Table:
+        """Return the catalog's items as an Arrow table.
+
+        Args:
+            columns: Columns to read; all when omitted.
+            version: A past lake version to read (time travel).
+            **where: ``column=value`` (equality) or ``column=[v1, v2]``
+                (membership) conditions, pushed into the catalog scan.
+
+        Example:
+            >>> lake.items(["source_path", "label"], label="glioma")  # doctest: +SKIP
+        """
+        return self._catalog.items(columns=columns, filters=conditions_to_filters(where), version=version)
+
+    def read_object(self, sha256: str) -> bytes:
+        """Return the raw bytes of a stored object."""
+        return self._objects.get(sha256)
+
+    def history(self) -> pa.Table:
+        """Return every event (ingests, mart builds, runs), oldest first."""
+        return self._catalog.events()
+
+    def duplicates(self, **where: Any) -> list[DuplicateGroup]:
+        """Return the groups of items that share identical bytes.
+
+        Args:
+            **where: Conditions restricting the items considered, as in :meth:`items`.
+
+        Returns:
+            One group per object occurring more than once, sorted by digest.
+        """
+        table = self.items(["item_id", "sha256", "source_path", "source_split", "label"], **where)
+        members: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in table.to_pylist():
+            members[row["sha256"]].append(row)
+        groups = []
+        for digest in sorted(members):
+            rows = sorted(members[digest], key=lambda row: (row["source_path"], row["item_id"]))
+            if len(rows) < 2:
+                continue
+            groups.append(
+                DuplicateGroup(
+                    sha256=digest,
+                    item_ids=tuple(row["item_id"] for row in rows),
+                    source_paths=tuple(row["source_path"] for row in rows),
+                    source_splits=tuple(row["source_split"] for row in rows),
+                    labels=tuple(row["label"] for row in rows),
+                )
+            )
+        return groups
+
+    def verify(self) -> VerifyReport:
+        """Check that every item's object exists and hashes to its name.
+
+        Reads every object once. Also lists orphaned objects (stored, but
+        referenced by no item), which an interrupted ingest can leave behind.
+        Nothing is changed.
+        """
+        table = self.items(["item_id", "sha256"])
+        by_digest: dict[str, list[str]] = defaultdict(list)
+        for item_id, digest in zip(table.column("item_id").to_pylist(), table.column("sha256").to_pylist()):
+            by_digest[digest].append(item_id)
+
+        report = VerifyReport(items_checked=table.num_rows)
+        for digest in sorted(by_digest):
+            try:
+                data = self._objects.get(digest)
+            except StorageError:
+                report.missing.extend((item_id, digest) for item_id in by_digest[digest])
+                continue
+            report.objects_checked += 1
+            if sha256_hex(data) != digest:
+                report.corrupt.extend((item_id, digest) for item_id in by_digest[digest])
+
+        report.orphaned = sorted(set(self._objects.iter_digests()) - set(by_digest))
+        for item_id, digest in report.missing + report.corrupt:
+            logger.warning("item %s: object %s is missing or corrupt", item_id, digest)
+        return report
+
+    # Marts --------------------------------------------------------------------
+
+    def mart(self, name: str) -> Datamart:
+        """Start a datamart recipe named ``name`` on this lake (nothing runs yet)."""
+        from .mart import Datamart
+
+        return Datamart(self, name)
+
+    def open_mart(self, name: str, recipe_hash: str | None = None) -> BuiltMart:
+        """Open a built datamart: the given recipe, or the latest one built under ``name``."""
+        from .mart import open_built_mart
+
+        return open_built_mart(self, name, recipe_hash)
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

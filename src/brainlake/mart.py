@@ -1,0 +1,929 @@
+"""Datamarts: recipes that cut a filtered, split, preprocessed view out of a lake.
+
+A :class:`Datamart` is an immutable builder: :meth:`~Datamart.where`,
+:meth:`~Datamart.split`, :meth:`~Datamart.preprocess` and :meth:`~Datamart.at`
+each return a new recipe and nothing runs until :meth:`~Datamart.plan` or
+:meth:`~Datamart.build`. Building writes, under
+``marts/<name>/<recipe-hash>/``, one uint8 array per split, its labels, its
+item list and a manifest with the recipe, the pinned lake version, the counts
+and the leakage report. The lake itself is never changed, except for the
+``mart_build`` event that records the build.
+
+Splits assign whole groups: items are grouped by identical bytes and, where
+the catalog has them, by patient id, and no group ever spans two splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ._version import __version__
+from .exceptions import MartError, MartNotFoundError
+from .imaging import ResizeMode, to_uint8_array
+from .lake import conditions_to_filters
+
+if TYPE_CHECKING:
+    from .lake import Datalake
+
+__all__ = [
+    "SPLITS",
+    "BuiltMart",
+    "Datamart",
+    "MartDataset",
+    "MartPlan",
+    "Preprocessing",
+    "Recipe",
+    "SplitSpec",
+    "cache_root",
+    "plan_splits",
+]
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+"""The split names a mart can hold, in their canonical order."""
+
+MART_FORMAT = 1
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_PLAN_COLUMNS = ["item_id", "sha256", "label", "source", "source_path", "source_split", "patient_id"]
+
+
+def cache_root() -> Path:
+    """Return the folder where marts of remote lakes are cached (``$BRAINLAKE_CACHE``)."""
+    configured = os.environ.get("BRAINLAKE_CACHE")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "brainlake"
+
+
+# Recipe ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How a mart divides its items into train, validation and test.
+
+    Attributes:
+        from_source: Keep the source's own split: its test items form the
+            test split and validation is carved out of its training items
+            (unless the source has a validation split of its own).
+        val_fraction: Share of the (non-test) items that go to validation.
+        test_fraction: Share of all items that go to test; only without ``from_source``.
+        seed: Seed of the shuffle that assigns groups.
+    """
+
+    from_source: bool = False
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How stored images become arrays.
+
+    Attributes:
+        size: Side of the square output in pixels.
+        channels: 1 (grayscale) or 3 (RGB).
+        resize: ``"pad"`` keeps the aspect ratio; ``"stretch"`` does not.
+    """
+
+    size: int = 128
+    channels: Literal[1, 3] = 1
+    resize: ResizeMode = "pad"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that determines a mart's content.
+
+    Attributes:
+        filters: Catalog conditions ``(column, op, value)``, combined with *and*.
+        split: The split specification.
+        preprocessing: The preprocessing.
+        version: The lake version to read; ``None`` pins the current one at build.
+    """
+
+    filters: tuple[tuple[str, str, Any], ...] = ()
+    split: SplitSpec = field(default_factory=SplitSpec)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    version: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the recipe as plain JSON values."""
+        return {
+            "filters": [[column, op, value] for column, op, value in self.filters],
+            "split": dataclasses.asdict(self.split),
+            "preprocessing": dataclasses.asdict(self.preprocessing),
+            "version": self.version,
+        }
+
+    def hash(self) -> str:
+        """Return the 16-hex-digit digest naming this recipe's folder."""
+        canonical = json.dumps({"mart_format": MART_FORMAT, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# Planning ----------------------------------------------------------------------
+
+
+@dataclass
+class MartPlan:
+    """Which items a recipe puts in which split, before any image is decoded.
+
+    Attributes:
+        recipe: The recipe with its lake version pinned.
+        classes: Class names in label-index order.
+        splits: For each split, its rows (dicts of the planned catalog
+            columns), sorted by label, source path and item id.
+        leakage: The leakage report: how items were grouped, which groups
+            crossed the source's splits, and what was dropped to resolve them.
+    """
+
+    recipe: Recipe
+    classes: list[str]
+    splits: dict[str, list[dict[str, Any]]]
+    leakage: dict[str, Any]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Return the number of items per split and class."""
+        return {
+            split: {name: sum(1 for row in rows if row["label"] == name) for name in self.classes}
+            for split, rows in self.splits.items()
+        }
+
+
+class _Groups:
+    """Union-find over items, joined by shared bytes and shared patient id."""
+
+    def __init__(self, count: int) -> None:
+        self._parent = list(range(count))
+
+    def find(self, index: int) -> int:
+        while self._parent[index] != index:
+            self._parent[index] = self._parent[self._parent[index]]
+            index = self._parent[index]
+        return index
+
+    def union(self, first: int, second: int) -> None:
+        root_first, root_second = self.find(first), self.find(second)
+        if root_first != root_second:
+            self._parent[max(root_first, root_second)] = min(root_first, root_second)
+
+
+def _group_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[int]]:
+    groups = _Groups(len(rows))
+    first_with: dict[tuple[str, str], int] = {}
+    for index, row in enumerate(rows):
+        keys = [("sha256", row["sha256"])]
+        if row.get("patient_id"):
+            keys.append(("patient_id", f"{row['source']}\x00{row['patient_id']}"))
+        for key in keys:
+            if key in first_with:
+                groups.union(first_with[key], index)
+            else:
+                first_with[key] = index
+    members: dict[int, list[int]] = defaultdict(list)
+    for index in range(len(rows)):
+        members[groups.find(index)].append(index)
+    return [members[root] for root in sorted(members)]
+
+
+def _group_label(rows: Sequence[Mapping[str, Any]], members: Sequence[int]) -> str:
+    counts = Counter(str(rows[index]["label"]) for index in members)
+    return min(counts, key=lambda name: (-counts[name], name))
+
+
+def _assign_groups(
+    rows: Sequence[Mapping[str, Any]],
+    groups: Sequence[Sequence[int]],
+    fractions: Mapping[str, float],
+    seed: int,
+) -> dict[str, list[int]]:
+    """Assign whole groups to splits, stratified by label.
+
+    For each label, its groups are shuffled, and each group goes to the first
+    split in ``fractions`` that it fits into without passing that split's target
+    (fraction x the label's item count, rounded); the rest go to train.
+    """
+    by_label: dict[str, list[Sequence[int]]] = defaultdict(list)
+    for members in groups:
+        by_label[_group_label(rows, members)].append(members)
+
+    rng = np.random.default_rng(seed)
+    assigned: dict[str, list[int]] = {split: [] for split in SPLITS}
+    for label in sorted(by_label):
+        label_groups = by_label[label]
+        total = sum(len(members) for members in label_groups)
+        targets = {split: int(round(fraction * total)) for split, fraction in fractions.items()}
+        filled = dict.fromkeys(fractions, 0)
+        for position in rng.permutation(len(label_groups)):
+            members = label_groups[int(position)]
+            destination = "train"
+            for split in fractions:
+                if filled[split] + len(members) <= targets[split]:
+                    destination = split
+                    filled[split] += len(members)
+                    break
+            assigned[destination].extend(members)
+    return assigned
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise MartError(f"{name} must be at least 0 and below 1, got {value!r}")
+
+
+def plan_splits(rows: Sequence[Mapping[str, Any]], spec: SplitSpec) -> tuple[dict[str, list[int]], dict[str, Any]]:
+    """Assign row indices to splits so that no group spans two splits.
+
+    Args:
+        rows: Catalog rows with at least ``sha256``, ``label``, ``source``,
+            ``source_split``, ``source_path`` and ``patient_id``.
+        spec: The split specification.
+
+    Returns:
+        The row indices of each split, and the leakage report.
+
+    Raises:
+        MartError: If ``spec`` is invalid, or ``from_source`` is asked for rows
+            without a source split.
+    """
+    _check_fraction("val_fraction", spec.val_fraction)
+    _check_fraction("test_fraction", spec.test_fraction)
+    groups = _group_rows(rows)
+    has_patients = any(row.get("patient_id") for row in rows)
+    leakage: dict[str, Any] = {
+        "grouped_by": ["sha256", "patient_id"] if has_patients else ["sha256"],
+        "groups": len(groups),
+        "groups_with_copies": sum(1 for members in groups if len({rows[i]["sha256"] for i in members}) < len(members)),
+        "groups_with_conflicting_labels": sum(1 for members in groups if len({rows[i]["label"] for i in members}) > 1),
+    }
+    if not has_patients:
+        leakage["note"] = (
+            "no patient ids in these items: groups are formed by identical bytes only, "
+            "so slices of one patient may still land in different splits"
+        )
+
+    if not spec.from_source:
+        if spec.val_fraction + spec.test_fraction >= 1.0:
+            raise MartError(
+                f"val_fraction + test_fraction must be below 1, got "
+                f"{spec.val_fraction!r} + {spec.test_fraction!r}"
+            )
+        fractions = {"test": spec.test_fraction, "val": spec.val_fraction}
+        assigned = _assign_groups(rows, groups, fractions, spec.seed)
+        leakage.update(groups_crossing_source_splits=0, dropped=[])
+        return assigned, leakage
+
+    return _plan_from_source(rows, groups, spec, leakage)
+
+
+def _plan_from_source(
+    rows: Sequence[Mapping[str, Any]],
+    groups: Sequence[Sequence[int]],
+    spec: SplitSpec,
+    leakage: dict[str, Any],
+) -> tuple[dict[str, list[int]], dict[str, Any]]:
+    # 1. Every row needs a source split this planner understands.
+    unknown = Counter(str(row["source_split"]) for row in rows if row["source_split"] not in SPLITS)
+    if unknown:
+        raise MartError(
+            f"split(from_source=True) needs every item's source_split to be one of {SPLITS}; "
+            f"found {dict(unknown)!r}. Filter those items out with where(source_split=[...]) "
+            "or use a random split"
+        )
+    source_has_val = any(row["source_split"] == "val" for row in rows)
+
+    # 2. A group goes to the earliest split it occurs in (train, then val, then
+    #    test); its copies in later splits are dropped, because they would leak.
+    assigned: dict[str, list[int]] = {split: [] for split in SPLITS}
+    train_groups: list[list[int]] = []
+    dropped: list[dict[str, Any]] = []
+    crossing = 0
+    for members in groups:
+        present = {rows[index]["source_split"] for index in members}
+        home = next(split for split in SPLITS if split in present)
+        crossing += len(present) > 1
+        kept = [index for index in members if rows[index]["source_split"] == home]
+        for index in members:
+            if rows[index]["source_split"] != home:
+                dropped.append(
+                    {
+                        "item_id": rows[index]["item_id"],
+                        "source_path": rows[index]["source_path"],
+                        "from_split": rows[index]["source_split"],
+                        "kept_in": home,
+                    }
+                )
+        if home == "train" and not source_has_val:
+            train_groups.append(kept)
+        else:
+            assigned[home].extend(kept)
+
+    # 3. Without a validation split in the source, carve one out of training.
+    if train_groups:
+        carved = _assign_groups(rows, train_groups, {"val": spec.val_fraction}, spec.seed)
+        assigned["train"].extend(carved["train"])
+        assigned["val"].extend(carved["val"])
+
+    leakage["groups_crossing_source_splits"] = crossing
+    leakage["dropped"] = sorted(dropped, key=lambda entry: (entry["from_split"], entry["source_path"]))
+    return assigned, leakage
+
+
+# The builder -------------------------------------------------------------------
+
+
+class Datamart:
+    """An immutable recipe for a datamart of one lake.
+
+    Create one with :meth:`brainlake.Datalake.mart`; every method returns a new
+    :class:`Datamart`, so a partly built recipe can be reused.
+
+    Example:
+        >>> mart = (lake.mart("kaggle-128")
+        ...             .where(source="kaggle-brain-mri")
+        ...             .split(from_source=True, val_fraction=0.15, seed=0)
+        ...             .preprocess(size=128, channels=1)
+        ...             .build())  # doctest: +SKIP
+    """
+
+    def __init__(self, lake: Datalake, name: str, recipe: Recipe | None = None) -> None:
+        if not _NAME_PATTERN.match(name):
+            raise MartError(
+                f"mart name {name!r} is invalid; use letters, digits, '.', '_' and '-' "
+                "(it becomes a folder name), starting with a letter or digit"
+            )
+        self._lake = lake
+        self._name = name
+        self._recipe = recipe or Recipe()
+
+    @property
+    def name(self) -> str:
+        """The mart's name (its folder under ``marts/``)."""
+        return self._name
+
+    @property
+    def recipe(self) -> Recipe:
+        """The recipe as built up so far."""
+        return self._recipe
+
+    def __repr__(self) -> str:
+        return f"Datamart({self._name!r}, {self._recipe!r})"
+
+    def _with(self, **changes: Any) -> Datamart:
+        return Datamart(self._lake, self._name, dataclasses.replace(self._recipe, **changes))
+
+    def where(self, **conditions: Any) -> Datamart:
+        """Keep only items matching every condition.
+
+        Args:
+            **conditions: ``column=value`` for equality or ``column=[a, b]`` for
+                membership, on any catalog column; pushed into the catalog scan.
+        """
+        from .catalog import ITEM_SCHEMA
+
+        unknown = sorted(set(conditions) - set(ITEM_SCHEMA.names))
+        if unknown:
+            raise MartError(f"unknown catalog column(s) {unknown!r}; known columns: {', '.join(ITEM_SCHEMA.names)}")
+        try:
+            new = tuple(conditions_to_filters(conditions))
+        except ValueError as error:
+            raise MartError(str(error)) from error
+        return self._with(filters=tuple(sorted(set(self._recipe.filters) | set(_hashable(new)), key=repr)))
+
+    def split(
+        self,
+        *,
+        from_source: bool = False,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        seed: int = 0,
+    ) -> Datamart:
+        """Choose how items are divided into train, val and test.
+
+        Args:
+            from_source: Keep the source's Training/Testing split and carve
+                validation out of Training; otherwise split at random.
+            val_fraction: Share of the non-test items put in validation.
+            test_fraction: Share of all items put in test (random split only).
+            seed: Seed of the group shuffle.
+        """
+        spec = SplitSpec(from_source=from_source, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+        _check_fraction("val_fraction", spec.val_fraction)
+        _check_fraction("test_fraction", spec.test_fraction)
+        return self._with(split=spec)
+
+    def preprocess(self, *, size: int = 128, channels: Literal[1, 3] = 1, resize: ResizeMode = "pad") -> Datamart:
+        """Choose the array size, channel count and resize mode of the mart."""
+        if not isinstance(size, int) or size < 8:
+            raise MartError(f"size must be an integer of at least 8 pixels, got {size!r}")
+        if channels not in (1, 3):
+            raise MartError(f"channels must be 1 or 3, got {channels!r}")
+        if resize not in ("pad", "stretch"):
+            raise MartError(f"resize must be 'pad' or 'stretch', got {resize!r}")
+        return self._with(preprocessing=Preprocessing(size=size, channels=channels, resize=resize))
+
+    def at(self, version: int) -> Datamart:
+        """Build from a past lake version instead of the current one."""
+        if not isinstance(version, int) or version < 0:
+            raise MartError(f"version must be a non-negative integer, got {version!r}")
+        return self._with(version=version)
+
+    def plan(self) -> MartPlan:
+        """Select and split the items without decoding any image."""
+        recipe = self._recipe
+        if recipe.version is None:
+            recipe = dataclasses.replace(recipe, version=self._lake.version)
+        table = self._lake._catalog.items(
+            columns=_PLAN_COLUMNS, filters=[tuple(f) for f in recipe.filters], version=recipe.version
+        )
+        rows = [row for row in table.to_pylist() if row["label"] is not None]
+        unlabelled = table.num_rows - len(rows)
+        if not rows:
+            raise MartError(
+                f"mart {self._name!r} selects no labelled items (filters {recipe.to_dict()['filters']!r}, "
+                f"lake version {recipe.version}); check the where() conditions"
+            )
+        rows.sort(key=lambda row: (row["label"], row["source_path"], row["item_id"]))
+
+        assigned, leakage = plan_splits(rows, recipe.split)
+        leakage["unlabelled_skipped"] = unlabelled
+        classes = sorted({row["label"] for row in rows})
+        splits = {
+            split: sorted((rows[index] for index in assigned[split]),
+                          key=lambda row: (row["label"], row["source_path"], row["item_id"]))
+            for split in SPLITS
+            if assigned[split]
+        }
+        leakage["sha256_in_two_splits"] = _shared_digests(splits)
+        return MartPlan(recipe=recipe, classes=classes, splits=splits, leakage=leakage)
+
+    def build(self, *, workers: int | None = None, progress: bool | None = None) -> BuiltMart:
+        """Materialize the mart, or reuse it when this recipe was built before.
+
+        Args:
+            workers: Threads decoding images; all cores by default.
+            progress: Show a progress bar; by default only on a terminal.
+
+        Returns:
+            The built mart, ready for :meth:`BuiltMart.loader`.
+        """
+        plan = self.plan()
+        recipe_hash = plan.recipe.hash()
+        existing = _find_built(self._lake, self._name, recipe_hash)
+        if existing is not None:
+            logger.info("reusing mart %s/%s", self._name, recipe_hash)
+            return existing
+        return _materialize(self._lake, self._name, plan, workers=workers, progress=progress)
+
+
+def _hashable(filters: Sequence[tuple[str, str, Any]]) -> list[tuple[str, str, Any]]:
+    return [(column, op, tuple(value) if isinstance(value, list) else value) for column, op, value in filters]
+
+
+def _shared_digests(splits: Mapping[str, Sequence[Mapping[str, Any]]]) -> int:
+    seen: dict[str, str] = {}
+    shared = set()
+    for split, rows in splits.items():
+        for row in rows:
+            other = seen.setdefault(row["sha256"], split)
+            if other != split:
+                shared.add(row["sha256"])
+    return len(shared)
+
+
+# Materialization ---------------------------------------------------------------
+
+
+def _mart_relative(name: str, recipe_hash: str) -> str:
+    return f"marts/{name}/{recipe_hash}"
+
+
+def _materialize(lake: Datalake, name: str, plan: MartPlan, *, workers: int | None, progress: bool | None) -> BuiltMart:
+    recipe_hash = plan.recipe.hash()
+    relative = _mart_relative(name, recipe_hash)
+    location = lake.location
+    if location.is_local:
+        staging_parent = Path(location.path("marts", name))
+    else:
+        staging_parent = cache_root() / lake.lake_id / "marts" / name
+    staging_parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{recipe_hash}.", dir=staging_parent))
+
+    # 1. Decode every split into a memory-mapped array in a staging folder.
+    try:
+        files = _write_splits(lake, plan, staging, workers=workers, progress=progress)
+        manifest = _manifest(lake, name, plan, files)
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+        # 2. Move it into place (local) or upload it, manifest last (remote).
+        if location.is_local:
+            final = Path(location.path(relative))
+            if final.exists():
+                shutil.rmtree(staging)
+            else:
+                os.replace(staging, final)
+        else:
+            final = staging_parent / recipe_hash
+            _upload(lake, staging, relative)
+            if final.exists():
+                shutil.rmtree(staging)
+            else:
+                os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+    # 3. Record the build in the lake's history.
+    lake.record_event(
+        "mart_build",
+        parameters={"name": name, "recipe_hash": recipe_hash, "recipe": plan.recipe.to_dict()},
+        summary={"counts": manifest["counts"], "dropped": len(plan.leakage["dropped"])},
+    )
+    logger.info("built mart %s/%s at %s", name, recipe_hash, final)
+    return BuiltMart(final)
+
+
+def _upload(lake: Datalake, staging: Path, relative: str) -> None:
+    fs = lake.location.fs
+    names = sorted(path.name for path in staging.iterdir() if path.name != "manifest.json")
+    for file_name in [*names, "manifest.json"]:
+        fs.put_file(str(staging / file_name), lake.location.path(relative, file_name))
+
+
+def _decode_rows(
+    lake: Datalake, rows: Sequence[Mapping[str, Any]], plan: MartPlan, pool: ThreadPoolExecutor
+) -> Iterator[NDArray[np.uint8]]:
+    prep = plan.recipe.preprocessing
+
+    def decode(row: Mapping[str, Any]) -> NDArray[np.uint8]:
+        data = lake.read_object(row["sha256"])
+        return to_uint8_array(data, size=prep.size, channels=prep.channels, resize=prep.resize, name=row["source_path"])
+
+    chunk = 256
+    for start in range(0, len(rows), chunk):
+        yield from pool.map(decode, rows[start : start + chunk])
+
+
+def _write_splits(
+    lake: Datalake, plan: MartPlan, folder: Path, *, workers: int | None, progress: bool | None
+) -> dict[str, dict[str, Any]]:
+    prep = plan.recipe.preprocessing
+    class_index = {name: index for index, name in enumerate(plan.classes)}
+    total = sum(len(rows) for rows in plan.splits.values())
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=total, desc="build mart", unit="img", disable=not show)
+    pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+    files: dict[str, dict[str, Any]] = {}
+    try:
+        for split, rows in plan.splits.items():
+            shape = (len(rows), prep.channels, prep.size, prep.size)
+            images_path = folder / f"{split}-images.npy"
+            images = np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=shape)
+            for position, array in enumerate(_decode_rows(lake, rows, plan, pool)):
+                images[position] = array
+                bar.update(1)
+            images.flush()
+            mean, std = _channel_stats(images)
+            del images
+
+            labels = np.array([class_index[row["label"]] for row in rows], dtype=np.int64)
+            np.save(folder / f"{split}-labels.npy", labels)
+            _write_item_list(folder / f"{split}-items.csv", rows)
+            files[split] = {"shape": list(shape), "mean": mean, "std": std}
+    finally:
+        pool.shutdown(wait=True)
+        bar.close()
+    for split in files:
+        files[split]["sha256"] = {
+            kind: _file_digest(folder / f"{split}-{kind}") for kind in ("images.npy", "labels.npy", "items.csv")
+        }
+    return files
+
+
+def _channel_stats(images: NDArray[np.uint8]) -> tuple[list[float], list[float]]:
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    sums = np.zeros(images.shape[1], dtype=np.float64)
+    squares = np.zeros(images.shape[1], dtype=np.float64)
+    for start in range(0, images.shape[0], 512):
+        block = images[start : start + 512].astype(np.float64) / 255.0
+        sums += block.sum(axis=(0, 2, 3))
+        squares += (block**2).sum(axis=(0, 2, 3))
+    mean = sums / max(count, 1)
+    std = np.sqrt(np.maximum(squares / max(count, 1) - mean**2, 0.0))
+    return [round(float(value), 6) for value in mean], [round(float(value), 6) for value in std]
+
+
+_ITEM_COLUMNS = ["item_id", "sha256", "label", "source", "source_path", "source_split", "patient_id"]
+
+
+def _write_item_list(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(_ITEM_COLUMNS)
+        for row in rows:
+            writer.writerow(["" if row.get(column) is None else row[column] for column in _ITEM_COLUMNS])
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _manifest(lake: Datalake, name: str, plan: MartPlan, files: Mapping[str, Any]) -> dict[str, Any]:
+    # No timestamps here: rebuilding the same recipe must give identical bytes.
+    # The build time is in the lake's mart_build event.
+    train_stats = files.get("train") or next(iter(files.values()))
+    return {
+        "mart_format": MART_FORMAT,
+        "name": name,
+        "recipe_hash": plan.recipe.hash(),
+        "recipe": plan.recipe.to_dict(),
+        "lake": {"lake_id": lake.lake_id, "version": plan.recipe.version},
+        "library_version": __version__,
+        "classes": plan.classes,
+        "counts": plan.counts(),
+        "normalization": {"mean": train_stats["mean"], "std": train_stats["std"]},
+        "leakage": plan.leakage,
+        "splits": dict(files),
+    }
+
+
+# Opening a built mart ----------------------------------------------------------
+
+
+def _find_built(lake: Datalake, name: str, recipe_hash: str) -> BuiltMart | None:
+    location = lake.location
+    relative = _mart_relative(name, recipe_hash)
+    if location.is_local:
+        folder = Path(location.path(relative))
+        return BuiltMart(folder) if (folder / "manifest.json").exists() else None
+
+    cached = cache_root() / lake.lake_id / relative
+    if (cached / "manifest.json").exists():
+        return BuiltMart(cached)
+    if not location.fs.exists(location.path(relative, "manifest.json")):
+        return None
+    staging = Path(tempfile.mkdtemp(prefix=f".{recipe_hash}.", dir=cached.parent if cached.parent.exists() else None))
+    try:
+        for remote in sorted(location.fs.ls(location.path(relative), detail=False)):
+            base = remote.rstrip("/").rsplit("/", 1)[-1]
+            if base != "manifest.json":
+                location.fs.get_file(remote, str(staging / base))
+        location.fs.get_file(location.path(relative, "manifest.json"), str(staging / "manifest.json"))
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, cached)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return BuiltMart(cached)
+
+
+def open_built_mart(lake: Datalake, name: str, recipe_hash: str | None = None) -> BuiltMart:
+    """Open a built mart by name, taking the most recently built recipe by default.
+
+    Raises:
+        MartNotFoundError: If no build of that name (and recipe) exists.
+    """
+    candidates: list[str]
+    if recipe_hash is not None:
+        candidates = [recipe_hash]
+    else:
+        events = lake.history().to_pylist()
+        candidates = []
+        for event in reversed(events):
+            if event["kind"] != "mart_build":
+                continue
+            parameters = json.loads(event["parameters"] or "{}")
+            if parameters.get("name") == name:
+                candidates.append(parameters["recipe_hash"])
+    for candidate in candidates:
+        found = _find_built(lake, name, candidate)
+        if found is not None:
+            return found
+    raise MartNotFoundError(
+        f"no built mart {name!r}" + (f" with recipe {recipe_hash!r}" if recipe_hash else "")
+        + f" in lake {lake.url!r}; build it with lake.mart({name!r})...build()"
+    )
+
+
+# Loading -----------------------------------------------------------------------
+
+
+class MartDataset(Dataset[tuple[torch.Tensor, int]]):
+    """One split of a built mart as a map-style torch dataset.
+
+    The images stay in a memory-mapped file; each worker process maps it on
+    first use, so nothing is copied whole into a worker. Indexing one item
+    returns ``(image, label)`` with a float32 ``(C, H, W)`` image; indexing
+    a list of items at once (as :class:`~torch.utils.data.DataLoader` does
+    through ``__getitems__``) reads them in one slice and returns a batch.
+
+    Args:
+        folder: The built mart's folder.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        mean: Per-channel mean subtracted after scaling to [0, 1].
+        std: Per-channel standard deviation divided by after that.
+    """
+
+    def __init__(self, folder: Path, split: str, mean: Sequence[float], std: Sequence[float]) -> None:
+        self._images_path = folder / f"{split}-images.npy"
+        self.labels = np.load(folder / f"{split}-labels.npy")
+        self._mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self._std = torch.tensor([value if value > 0 else 1.0 for value in std], dtype=torch.float32).view(1, -1, 1, 1)
+        self._images: NDArray[np.uint8] | None = None
+
+    @property
+    def images(self) -> NDArray[np.uint8]:
+        """The split's uint8 array of shape ``(N, C, H, W)``, memory-mapped."""
+        if self._images is None:
+            self._images = np.load(self._images_path, mmap_mode="r")
+        return self._images
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_images"] = None
+        return state
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def _to_float(self, batch: NDArray[np.uint8]) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(torch.float32).div_(255.0)
+        return tensor.sub_(self._mean).div_(self._std)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        # A slice of a read-only memmap is read-only; torch wants a writable array.
+        return self._to_float(np.array(self.images[index : index + 1]))[0], int(self.labels[index])
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        order = np.asarray(indices, dtype=np.int64)
+        return self._to_float(self.images[order]), torch.from_numpy(self.labels[order])
+
+
+def _keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch
+
+
+class BuiltMart:
+    """A materialized datamart: arrays per split, their labels, items and manifest.
+
+    Get one from :meth:`Datamart.build` or :meth:`brainlake.Datalake.open_mart`.
+
+    Args:
+        folder: The local folder holding the mart's files.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.path = Path(folder)
+        manifest_path = self.path / "manifest.json"
+        if not manifest_path.exists():
+            raise MartNotFoundError(f"{os.fspath(folder)!r} holds no built mart (manifest.json not found)")
+        self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+
+    @property
+    def name(self) -> str:
+        """The mart's name."""
+        return str(self.manifest["name"])
+
+    @property
+    def recipe_hash(self) -> str:
+        """The digest of the recipe that built this mart."""
+        return str(self.manifest["recipe_hash"])
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in label-index order."""
+        return list(self.manifest["classes"])
+
+    @property
+    def splits(self) -> list[str]:
+        """The splits this mart holds, in train, val, test order."""
+        return [split for split in SPLITS if split in self.manifest["splits"]]
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Items per split and class."""
+        return dict(self.manifest["counts"])
+
+    @property
+    def leakage(self) -> dict[str, Any]:
+        """The leakage report written at build time."""
+        return dict(self.manifest["leakage"])
+
+    @property
+    def lake_version(self) -> int:
+        """The lake version the mart was built from."""
+        return int(self.manifest["lake"]["version"])
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{split}={sum(self.counts[split].values())}" for split in self.splits)
+        return f"BuiltMart({self.name!r}, recipe={self.recipe_hash}, {sizes})"
+
+    def _check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise MartError(f"mart {self.name!r} has no split {split!r}; its splits are {self.splits!r}")
+
+    def dataset(self, split: str, *, normalize: bool = True) -> MartDataset:
+        """Return one split as a torch dataset.
+
+        Args:
+            split: ``"train"``, ``"val"`` or ``"test"``.
+            normalize: Standardize with the training split's per-channel mean and
+                standard deviation (stored in the manifest); otherwise only scale to [0, 1].
+        """
+        self._check_split(split)
+        stats = self.manifest["normalization"]
+        channels = len(stats["mean"])
+        mean = stats["mean"] if normalize else [0.0] * channels
+        std = stats["std"] if normalize else [1.0] * channels
+        return MartDataset(self.path, split, mean, std)
+
+    def loader(
+        self,
+        split: str,
+        *,
+        batch_size: int = 64,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        normalize: bool = True,
+        num_workers: int = 0,
+    ) -> DataLoader[tuple[torch.Tensor, int]]:
+        """Return a DataLoader yielding ``(images, labels)`` batches of one split.
+
+        Batches are read with one slice of the memory-mapped array each, so a
+        single process usually keeps up with training; ``num_workers`` adds
+        worker processes when it does not.
+
+        Args:
+            split: ``"train"``, ``"val"`` or ``"test"``.
+            batch_size: Items per batch.
+            shuffle: Reshuffle every epoch, from a generator seeded with ``seed``.
+            seed: Seed of the shuffle.
+            drop_last: Drop a last, smaller batch.
+            normalize: As in :meth:`dataset`.
+            num_workers: Worker processes for loading.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+        generator = torch.Generator().manual_seed(seed)
+        return DataLoader(
+            self.dataset(split, normalize=normalize),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=num_workers,
+            collate_fn=_keep_batch,
+            generator=generator,
+        )
+
+    def items(self, split: str) -> list[dict[str, str]]:
+        """Return the items of one split (id, digest, label, source path), in array order."""
+        self._check_split(split)
+        with (self.path / f"{split}-items.csv").open(newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+
+    def summary(self) -> str:
+        """Return a short text report: counts per split and class, and the leakage found."""
+        lines = [f"mart {self.name} (recipe {self.recipe_hash}, lake version {self.lake_version})"]
+        header = "split  " + "  ".join(f"{name:>10}" for name in self.classes) + "       total"
+        lines.append(header)
+        for split in self.splits:
+            counts = self.counts[split]
+            cells = "  ".join(f"{counts.get(name, 0):>10}" for name in self.classes)
+            lines.append(f"{split:<5}  {cells}  {sum(counts.values()):>10}")
+        leakage = self.leakage
+        lines.append(
+            f"leakage: {leakage['groups_crossing_source_splits']} groups crossed the source's splits; "
+            f"{len(leakage['dropped'])} copies dropped; "
+            f"{leakage['sha256_in_two_splits']} digests shared between splits"
+        )
+        return "\n".join(lines)

@@ -1,0 +1,224 @@
+"""Ingesting image folders: what lands, what is reported, and what never changes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import brainlake as bl
+from brainlake.ingest import canonical_label, canonical_split, read_image_folder
+
+
+def _copy_sample(sample_dir: Path, target: Path, count: int = 3) -> Path:
+    """Copy a few images per class of the sample's Training split into ``target``."""
+    for class_dir in sorted((sample_dir / "Training").iterdir()):
+        for image in sorted(class_dir.glob("*.jpg"))[:count]:
+            destination = target / "Training" / class_dir.name / image.name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(image, destination)
+    return target
+
+
+def test_sample_ingest_counts(sample_lake: bl.Datalake) -> None:
+    items = sample_lake.items()
+    assert items.num_rows == 56
+    assert len(set(items.column("sha256").to_pylist())) == 52
+    assert set(items.column("label").to_pylist()) == {"glioma", "meningioma", "notumor", "pituitary"}
+    assert set(items.column("source_split").to_pylist()) == {"train", "test"}
+
+
+def test_sample_duplicate_groups(sample_lake: bl.Datalake) -> None:
+    groups = sample_lake.duplicates()
+    assert len(groups) == 3
+    assert sum(group.extra_copies for group in groups) == 4
+    assert sum(group.spans_splits for group in groups) == 2
+    assert not any(group.conflicting_labels for group in groups)
+
+
+def test_reingest_adds_nothing(tmp_path: Path, sample_dir: Path) -> None:
+    source = _copy_sample(sample_dir, tmp_path / "source")
+    lake = bl.Datalake(tmp_path / "lake")
+    first = lake.ingest(source, source="s", progress=False)
+    version = lake.version
+    second = lake.ingest(source, source="s", progress=False)
+    assert first.added == 12
+    assert second.added == 0
+    assert second.already_present == 12
+    assert second.new_objects == 0
+    assert lake.version == version
+    assert lake.items().num_rows == 12
+
+
+def test_ingest_records_one_event(tmp_path: Path, sample_dir: Path) -> None:
+    source = _copy_sample(sample_dir, tmp_path / "source", count=1)
+    lake = bl.Datalake(tmp_path / "lake")
+    report = lake.ingest(source, source="s", progress=False)
+    events = lake.history().to_pylist()
+    assert [event["kind"] for event in events] == ["ingest"]
+    event = events[0]
+    assert event["event_id"] == report.event_id
+    assert event["source"] == "s"
+    assert event["user"]
+    assert event["items_version"] == lake.version
+    assert json.loads(event["summary"])["added"] == 4
+    assert json.loads(event["parameters"])["label_from"] == "parent"
+
+
+def test_bad_files_are_reported_and_good_files_land(tmp_path: Path, sample_dir: Path) -> None:
+    source = _copy_sample(sample_dir, tmp_path / "source", count=2)
+    good = next((source / "Training" / "glioma").glob("*.jpg")).read_bytes()
+    (source / "Training" / "glioma" / "cut off.jpg").write_bytes(good[: len(good) // 3])
+    (source / "Training" / "glioma" / "zero.jpg").write_bytes(b"")
+    (source / "Training" / "glioma" / "notes.jpg").write_text("not an image")
+    (source / "Training" / "glioma" / "notes.txt").write_text("a note")
+    (source / "Training" / ".DS_Store").write_bytes(b"\x00")
+    (source / ".ipynb_checkpoints").mkdir()
+    (source / ".ipynb_checkpoints" / "x.jpg").write_bytes(good)
+
+    lake = bl.Datalake(tmp_path / "lake")
+    report = lake.ingest(source, source="s", progress=False)
+
+    failed = {problem.source_path: problem for problem in report.failed}
+    assert set(failed) == {"Training/glioma/cut off.jpg", "Training/glioma/zero.jpg", "Training/glioma/notes.jpg"}
+    assert all(problem.hint for problem in failed.values())
+    skipped = {problem.source_path for problem in report.skipped}
+    assert skipped == {"Training/glioma/notes.txt", "Training/.DS_Store", ".ipynb_checkpoints/"}
+    assert report.added == 8
+    assert lake.items().num_rows == 8
+    assert ".ipynb_checkpoints" not in set(lake.items(["label"]).column("label").to_pylist())
+
+
+def test_failed_ingest_leaves_existing_items(tmp_path: Path, sample_dir: Path) -> None:
+    source = _copy_sample(sample_dir, tmp_path / "source", count=1)
+    lake = bl.Datalake(tmp_path / "lake")
+    lake.ingest(source, source="s", progress=False)
+    before = lake.items().sort_by("item_id")
+    broken = tmp_path / "broken" / "glioma"
+    broken.mkdir(parents=True)
+    (broken / "bad.jpg").write_bytes(b"\xff\xd8\xff")
+    report = lake.ingest(tmp_path / "broken", source="t", progress=False)
+    assert report.added == 0
+    assert len(report.failed) == 1
+    assert lake.items().sort_by("item_id").equals(before)
+
+
+def test_unicode_and_spaces_in_names(tmp_path: Path, sample_dir: Path) -> None:
+    image = next((sample_dir / "Training" / "pituitary").glob("*.jpg"))
+    target = tmp_path / "source" / "Hypophyse Tumor" / "schädel Ä 01.jpg"
+    target.parent.mkdir(parents=True)
+    shutil.copy(image, target)
+    lake = bl.Datalake(tmp_path / "lake")
+    lake.ingest(tmp_path / "source", source="s", progress=False)
+    row = lake.items(["source_path", "label", "extra"]).to_pylist()[0]
+    assert row["source_path"] == "Hypophyse Tumor/schädel Ä 01.jpg"
+    assert row["label"] == "hypophyse_tumor"
+    assert json.loads(row["extra"]) == {"source_label": "Hypophyse Tumor"}
+
+
+def test_verify_finds_corrupt_and_missing_objects(tmp_path: Path, sample_dir: Path) -> None:
+    source = _copy_sample(sample_dir, tmp_path / "source", count=2)
+    lake = bl.Datalake(tmp_path / "lake")
+    lake.ingest(source, source="s", progress=False)
+    assert lake.verify().ok
+
+    digests = sorted(set(lake.items(["sha256"]).column("sha256").to_pylist()))
+    store = lake._objects
+    corrupt_path = Path(store.path(digests[0]))
+    corrupt_path.write_bytes(corrupt_path.read_bytes()[:-1] + b"\x00")
+    Path(store.path(digests[1])).unlink()
+    store.put(b"left by an interrupted ingest")
+
+    report = lake.verify()
+    assert not report.ok
+    assert [digest for _, digest in report.corrupt] == [digests[0]]
+    assert [digest for _, digest in report.missing] == [digests[1]]
+    assert len(report.orphaned) == 1
+
+
+def test_open_requires_existing_lake(tmp_path: Path) -> None:
+    with pytest.raises(bl.LakeNotFoundError, match="no lake"):
+        bl.Datalake.open(tmp_path / "nowhere")
+
+
+def test_lake_refuses_non_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "data.txt").write_text("x")
+    with pytest.raises(bl.LakeFormatError, match="not empty"):
+        bl.Datalake(tmp_path)
+
+
+def test_items_filters_and_time_travel(tmp_path: Path, sample_dir: Path) -> None:
+    source = _copy_sample(sample_dir, tmp_path / "source", count=1)
+    lake = bl.Datalake(tmp_path / "lake")
+    lake.ingest(source, source="first", progress=False)
+    first_version = lake.version
+    lake.ingest(source, source="second", progress=False)
+    assert lake.items(["item_id"]).num_rows == 8
+    assert lake.items(["item_id"], source="second").num_rows == 4
+    assert lake.items(["item_id"], label=["glioma", "notumor"]).num_rows == 4
+    assert lake.items(["item_id"], version=first_version).num_rows == 4
+
+
+def test_unknown_column_is_named(sample_lake: bl.Datalake) -> None:
+    with pytest.raises(bl.CatalogError, match="tumour_grade"):
+        sample_lake.items(["tumour_grade"])
+
+
+def test_folder_reader_without_split_level(sample_dir: Path) -> None:
+    records = [entry for entry in read_image_folder(sample_dir / "Training") if isinstance(entry, bl.SourceRecord)]
+    assert len(records) == 42
+    assert {record.source_split for record in records} == {None}
+    assert records[0].source_path.count("/") == 1
+
+
+def test_unknown_reader_lists_known(tmp_path: Path) -> None:
+    lake = bl.Datalake(tmp_path / "lake")
+    with pytest.raises(bl.UnknownReaderError, match="folder"):
+        lake.ingest(tmp_path, source="s", reader="pacs")
+
+
+def test_duplicate_reader_name_is_rejected() -> None:
+    with pytest.raises(bl.DuplicateNameError, match="override"):
+        bl.register_reader("folder")(read_image_folder)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("glioma_tumor", "glioma"), ("No Tumor", "notumor"), ("pituitary tumor", "pituitary"),
+     ("Meningioma", "meningioma"), ("notumor", "notumor")],
+)
+def test_canonical_label_known_spellings(name: str, expected: str) -> None:
+    assert canonical_label(name) == expected
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8", categories=["L", "N", "Zs"]), min_size=1, max_size=20))
+def test_canonical_label_is_idempotent(name: str) -> None:
+    once = canonical_label(name)
+    assert canonical_label(once) == once
+    assert once == once.lower()
+
+
+def test_canonical_split_names() -> None:
+    assert [canonical_split(name) for name in ("Training", "Testing", "Validation", "holdout")] == [
+        "train", "test", "val", "holdout"]
+
+
+def test_real_data_counts(real_lake: bl.Datalake) -> None:
+    items = real_lake.items(["sha256", "source_split"])
+    groups = real_lake.duplicates()
+    assert items.num_rows == 1527
+    assert items.column("source_split").to_pylist().count("train") == 1214
+    assert len(set(items.column("sha256").to_pylist())) == 1481
+    assert len(groups) == 36
+    assert sum(group.extra_copies for group in groups) == 46
+    assert sum(group.spans_splits for group in groups) == 28
+
+
+def test_real_data_reingest_adds_nothing(real_lake: bl.Datalake, real_data_dir: Path) -> None:
+    report = real_lake.ingest(real_data_dir, source="kaggle-brain-mri", split_from="grandparent", progress=False)
+    assert report.added == 0
+    assert report.already_present == 1527

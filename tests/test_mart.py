@@ -1,0 +1,231 @@
+"""Datamart recipes: selection, leakage-safe splits, materialization and loading."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import brainlake as bl
+from brainlake.mart import SplitSpec, plan_splits
+
+
+def _source_mart(lake: bl.Datalake, name: str = "m", size: int = 32) -> bl.Datamart:
+    return lake.mart(name).where(source="sample").split(from_source=True, val_fraction=0.2, seed=0).preprocess(size=size)
+
+
+def test_builder_is_immutable(sample_lake: bl.Datalake) -> None:
+    base = sample_lake.mart("m")
+    filtered = base.where(label="glioma")
+    assert base.recipe.filters == ()
+    assert filtered.recipe.filters == (("label", "=", "glioma"),)
+    assert filtered.preprocess(size=64).recipe.preprocessing.size == 64
+    assert filtered.recipe.preprocessing.size == 128
+
+
+def test_source_split_drops_leaked_test_copies(sample_lake: bl.Datalake) -> None:
+    plan = _source_mart(sample_lake).plan()
+    dropped = plan.leakage["dropped"]
+    assert sorted(entry["source_path"] for entry in dropped) == [
+        "Testing/meningioma/Te-me_0105.jpg", "Testing/notumor/Te-no_0070.jpg"]
+    assert all(entry["kept_in"] == "train" for entry in dropped)
+    assert plan.leakage["groups_crossing_source_splits"] == 2
+    assert plan.leakage["sha256_in_two_splits"] == 0
+    assert sum(len(rows) for rows in plan.splits.values()) == 54
+    assert len(plan.splits["test"]) == 12
+
+
+def test_no_digest_in_two_splits(sample_lake: bl.Datalake) -> None:
+    plan = _source_mart(sample_lake).plan()
+    digests = {split: {row["sha256"] for row in rows} for split, rows in plan.splits.items()}
+    assert not digests["train"] & digests["val"]
+    assert not digests["train"] & digests["test"]
+    assert not digests["val"] & digests["test"]
+
+
+def test_where_membership_selects_classes(sample_lake: bl.Datalake) -> None:
+    plan = _source_mart(sample_lake).where(label=["glioma", "pituitary"]).plan()
+    assert plan.classes == ["glioma", "pituitary"]
+
+
+def test_build_writes_arrays_and_manifest(sample_lake: bl.Datalake) -> None:
+    built = _source_mart(sample_lake, "arrays").build(progress=False)
+    assert built.splits == ["train", "val", "test"]
+    assert built.classes == ["glioma", "meningioma", "notumor", "pituitary"]
+    images = np.load(built.path / "train-images.npy", mmap_mode="r")
+    labels = np.load(built.path / "train-labels.npy")
+    assert images.dtype == np.uint8
+    assert images.shape[1:] == (1, 32, 32)
+    assert images.shape[0] == labels.shape[0] == sum(built.counts["train"].values())
+    assert built.manifest["lake"]["version"] == sample_lake.version
+    assert [row["item_id"] for row in built.items("test")][:1]
+    assert len(built.leakage["dropped"]) == 2
+
+
+def test_same_recipe_is_reused(sample_lake: bl.Datalake) -> None:
+    first = _source_mart(sample_lake, "reuse").build(progress=False)
+    mtime = (first.path / "train-images.npy").stat().st_mtime_ns
+    second = _source_mart(sample_lake, "reuse").build(progress=False)
+    assert second.path == first.path
+    assert (second.path / "train-images.npy").stat().st_mtime_ns == mtime
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.iterdir())}
+
+
+def test_rebuild_is_byte_identical(sample_lake: bl.Datalake) -> None:
+    first = _source_mart(sample_lake, "identical").build(progress=False)
+    before = _digests(first.path)
+    shutil.rmtree(first.path)
+    second = _source_mart(sample_lake, "identical").build(progress=False)
+    assert _digests(second.path) == before
+
+
+def test_loader_yields_normalized_float_batches(sample_lake: bl.Datalake) -> None:
+    built = _source_mart(sample_lake, "loader").build(progress=False)
+    batches = list(built.loader("train", batch_size=8, shuffle=True, seed=1))
+    images, labels = batches[0]
+    assert images.dtype == torch.float32
+    assert images.shape == (8, 1, 32, 32)
+    assert labels.dtype == torch.int64
+    assert sum(len(batch[1]) for batch in batches) == len(built.dataset("train"))
+    everything = torch.cat([batch[0] for batch in batches])
+    assert abs(float(everything.mean())) < 0.05
+    assert abs(float(everything.std()) - 1.0) < 0.05
+
+
+def test_loader_shuffle_is_seeded(sample_lake: bl.Datalake) -> None:
+    built = _source_mart(sample_lake, "seeded").build(progress=False)
+    first = [labels.tolist() for _, labels in built.loader("train", batch_size=4, shuffle=True, seed=3)]
+    second = [labels.tolist() for _, labels in built.loader("train", batch_size=4, shuffle=True, seed=3)]
+    assert first == second
+
+
+def test_dataset_item_matches_batch(sample_lake: bl.Datalake) -> None:
+    dataset = _source_mart(sample_lake, "items").build(progress=False).dataset("val")
+    image, label = dataset[2]
+    batch, labels = dataset.__getitems__([2])
+    assert torch.equal(image, batch[0])
+    assert label == int(labels[0])
+
+
+def test_open_mart_finds_latest_build(sample_lake: bl.Datalake) -> None:
+    built = _source_mart(sample_lake, "named").build(progress=False)
+    assert sample_lake.open_mart("named").path == built.path
+    with pytest.raises(bl.MartNotFoundError, match="never-built"):
+        sample_lake.open_mart("never-built")
+
+
+def test_random_split_has_three_splits(sample_lake: bl.Datalake) -> None:
+    plan = sample_lake.mart("random").split(val_fraction=0.2, test_fraction=0.2, seed=5).plan()
+    assert set(plan.splits) == {"train", "val", "test"}
+    assert plan.leakage["sha256_in_two_splits"] == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda mart: mart.where(tumour_grade=2), "tumour_grade"),
+        (lambda mart: mart.split(val_fraction=1.5), "val_fraction"),
+        (lambda mart: mart.preprocess(size=4), "size"),
+        (lambda mart: mart.preprocess(channels=2), "channels"),
+        (lambda mart: mart.where(label=[]), "matches nothing"),
+        (lambda mart: mart.where(label="no-such-class").plan(), "no labelled items"),
+    ],
+)
+def test_invalid_recipe_is_rejected(sample_lake: bl.Datalake, call: Any, message: str) -> None:
+    with pytest.raises(bl.MartError, match=message):
+        call(sample_lake.mart("bad"))
+
+
+def test_invalid_mart_name_is_rejected(sample_lake: bl.Datalake) -> None:
+    with pytest.raises(bl.MartError, match="invalid"):
+        sample_lake.mart("../escape")
+
+
+def test_build_records_event(sample_lake: bl.Datalake) -> None:
+    built = _source_mart(sample_lake, "event", size=16).build(progress=False)
+    kinds = [event["kind"] for event in sample_lake.history().to_pylist()]
+    assert "mart_build" in kinds
+    assert built.lake_version == sample_lake.version
+
+
+# Properties of the split planner on random catalogs ---------------------------
+
+_row_strategy = st.tuples(
+    st.integers(min_value=0, max_value=15),  # digest group
+    st.sampled_from(["a", "b", "c"]),  # label
+    st.one_of(st.none(), st.integers(min_value=0, max_value=6)),  # patient
+    st.sampled_from(["train", "test"]),  # source split
+)
+
+
+def _rows(specs: list[tuple[int, str, int | None, str]]) -> list[dict[str, Any]]:
+    return [
+        {"item_id": f"i{index}", "sha256": f"d{digest}", "label": label, "source": "s",
+         "source_path": f"p{index}", "source_split": split,
+         "patient_id": None if patient is None else f"p{patient}"}
+        for index, (digest, label, patient, split) in enumerate(specs)
+    ]
+
+
+def _split_of(assigned: dict[str, list[int]]) -> dict[int, str]:
+    return {index: split for split, indices in assigned.items() for index in indices}
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    specs=st.lists(_row_strategy, min_size=1, max_size=60),
+    from_source=st.booleans(),
+    val_fraction=st.floats(min_value=0.0, max_value=0.45),
+    test_fraction=st.floats(min_value=0.0, max_value=0.45),
+    seed=st.integers(min_value=0, max_value=1000),
+)
+def test_no_group_crosses_splits(
+    specs: list[tuple[int, str, int | None, str]], from_source: bool, val_fraction: float,
+    test_fraction: float, seed: int,
+) -> None:
+    rows = _rows(specs)
+    spec = SplitSpec(from_source=from_source, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    assigned, leakage = plan_splits(rows, spec)
+    split_of = _split_of(assigned)
+    by_key: dict[tuple[str, str], set[str]] = {}
+    for index, split in split_of.items():
+        by_key.setdefault(("sha256", rows[index]["sha256"]), set()).add(split)
+        if rows[index]["patient_id"]:
+            by_key.setdefault(("patient", rows[index]["patient_id"]), set()).add(split)
+    assert all(len(splits) == 1 for splits in by_key.values())
+    assert len(split_of) + len(leakage["dropped"]) == len(rows)
+    assert sum(len(indices) for indices in assigned.values()) == len(split_of)
+
+
+@settings(max_examples=150)
+@given(
+    counts=st.lists(st.integers(min_value=1, max_value=80), min_size=1, max_size=4),
+    val_fraction=st.floats(min_value=0.05, max_value=0.4),
+    test_fraction=st.floats(min_value=0.05, max_value=0.4),
+    seed=st.integers(min_value=0, max_value=1000),
+)
+def test_stratified_shares_within_one_item(
+    counts: list[int], val_fraction: float, test_fraction: float, seed: int
+) -> None:
+    specs: list[tuple[int, str, int | None, str]] = []
+    for label_index, count in enumerate(counts):
+        for _ in range(count):
+            specs.append((len(specs) + 1000, f"class{label_index}", None, "train"))
+    rows = _rows(specs)
+    assigned, _ = plan_splits(rows, SplitSpec(val_fraction=val_fraction, test_fraction=test_fraction, seed=seed))
+    for label_index, count in enumerate(counts):
+        label = f"class{label_index}"
+        for split, fraction in (("val", val_fraction), ("test", test_fraction)):
+            got = Counter(rows[index]["label"] for index in assigned[split])[label]
+            assert abs(got - fraction * count) <= 1.0
