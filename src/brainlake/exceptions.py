@@ -59,7 +59,7 @@ class LakeNotFoundError(LakeError, FileNotFoundError):
 
 
 class LakeFormatError(LakeError, ValueError):
-    """The location holds something that is not a lake this version can read."""
+    """The location contains something that is not a lake this version can read."""
 
 
 class CatalogError(LakeError):
@@ -99,7 +99,7 @@ class UnknownModelError(BrainlakeError, KeyError):
 
 
 class DuplicateNameError(BrainlakeError, ValueError):
-    """A registry already holds an entry under that name."""
+    """A registry already contains an entry under that name."""
 
 
 class UnknownReaderError(BrainlakeError, KeyError):

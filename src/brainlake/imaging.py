@@ -39,7 +39,7 @@ ResizeMode = Literal["pad", "stretch"]
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What decoding an image at ingest found out about it.
+    """Properties of an image, found by decoding it fully at ingest.
 
     Attributes:
         format: The container format as Pillow names it (``"JPEG"``, ``"PNG"``).
@@ -181,7 +181,7 @@ def to_uint8_array(
 def _dct_matrix(n: int) -> NDArray[np.float64]:
     k = np.arange(n)[:, np.newaxis]
     i = np.arange(n)[np.newaxis, :]
-    matrix = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    matrix: NDArray[np.float64] = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
     matrix[0, :] = np.sqrt(1.0 / n)
     return matrix
 
@@ -192,9 +192,9 @@ _DCT_32 = _dct_matrix(32)
 def perceptual_hash(image: Image.Image) -> str:
     """Return the 64-bit DCT perceptual hash of ``image`` as 16 hex digits.
 
-    The image is reduced to 32x32 grayscale; the 8x8 lowest frequencies of its
-    2-D DCT (the DC term excluded from the median) give one bit each: set
-    when the coefficient exceeds their median. Re-encoding or resizing an image
+    The image is reduced to 32x32 grayscale. Each of the 8x8 lowest
+    frequencies of its 2-D DCT gives one bit, set when the coefficient exceeds
+    the median of those frequencies (the DC term left out of the median). Re-encoding or resizing an image
     changes few bits, so near duplicates lie within a small Hamming distance.
     """
     gray = _to_grayscale_or_rgb(image, 1).resize((32, 32), Image.Resampling.BILINEAR)

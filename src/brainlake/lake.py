@@ -76,7 +76,7 @@ class DuplicateGroup:
 
 @dataclass
 class VerifyReport:
-    """What :meth:`Datalake.verify` found; nothing is changed by verifying.
+    """Findings of :meth:`Datalake.verify`, which changes nothing.
 
     Attributes:
         items_checked: Items whose object was checked.
@@ -145,7 +145,7 @@ class Datalake:
 
     Raises:
         LakeNotFoundError: If no lake exists and ``create`` is false.
-        LakeFormatError: If ``url`` holds a lake of an unknown format version.
+        LakeFormatError: If ``url`` contains a lake of an unknown format version.
 
     Example:
         >>> import brainlake as bl
@@ -188,7 +188,7 @@ class Datalake:
             )
         if fs.exists(self._location.root) and fs.ls(self._location.root):
             raise LakeFormatError(
-                f"{self.url!r} is not empty and holds no {_MANIFEST}; choose an empty or new folder for a lake"
+                f"{self.url!r} is not empty and contains no {_MANIFEST}; choose an empty or new folder for a lake"
             )
 
         info = {

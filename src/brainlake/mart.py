@@ -788,7 +788,8 @@ class MartDataset(Dataset[tuple[torch.Tensor, int]]):
         return self._to_float(self.images[order]), torch.from_numpy(self.labels[order])
 
 
-def _keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _keep_batch(batch: Any) -> Any:
+    # MartDataset.__getitems__ already returns a collated (images, labels) pair.
     return batch
 
 

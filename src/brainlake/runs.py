@@ -119,7 +119,7 @@ def load_run(lake: Datalake, run_id: str) -> RunRecord:
     """Read a stored run record.
 
     Raises:
-        LakeError: If the lake holds no run with that id.
+        LakeError: If the lake contains no run with that id.
     """
     path = lake.location.path("runs", run_id, "run.json")
     if not lake.location.fs.exists(path):

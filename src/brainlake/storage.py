@@ -2,8 +2,8 @@
 
 A lake root is a local path or any fsspec URL (``s3://bucket/prefix``,
 ``gs://bucket/prefix``). :func:`open_location` turns it into a filesystem and a
-root path; :class:`ObjectStore` keeps raw bytes under ``objects/sha256/``, named
-by their SHA-256 so identical bytes are stored once; and
+root path. :class:`ObjectStore` keeps raw bytes under ``objects/sha256/``, named
+by their SHA-256, so identical bytes are stored once. Finally,
 :func:`delta_table_uri` with :func:`delta_storage_options` give the Delta Lake
 catalog the same location and credentials in the form delta-rs expects.
 """
@@ -237,7 +237,7 @@ def delta_storage_options(location: Location) -> dict[str, str]:
 
     Raises:
         StorageError: If an option has no delta-rs equivalent and would change
-            which data the catalog sees (for example ``requester_pays``).
+            which data the catalog reads (for example ``requester_pays``).
     """
     options = location.storage_options
     if location.is_local:
@@ -267,7 +267,7 @@ def delta_storage_options(location: Location) -> dict[str, str]:
         token = options.get("token")
         if isinstance(token, str) and os.path.isfile(token):
             translated["google_service_account"] = token
-        endpoint = options.get("endpoint_url")
-        if isinstance(endpoint, str) and endpoint.startswith("http://"):
+        gcs_endpoint = options.get("endpoint_url")
+        if isinstance(gcs_endpoint, str) and gcs_endpoint.startswith("http://"):
             translated["allow_http"] = "true"
     return translated

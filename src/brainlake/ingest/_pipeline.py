@@ -39,7 +39,7 @@ class IngestReport:
         source: The source name given to the ingest.
         seen: Entries the reader yielded as images.
         added: New items committed to the catalog.
-        already_present: Items skipped because the lake already holds them.
+        already_present: Items skipped because the lake already contains them.
         new_objects: Objects whose bytes were not in the lake before.
         failed: Images that could not be ingested, each with the reason and a hint.
         skipped: Entries the reader passed over (hidden files, other extensions).
@@ -142,7 +142,7 @@ def prepare_items(
     """Store the objects of a source's new images and return their item rows.
 
     Objects are written before any catalog commit, so a crash leaves at most
-    unreferenced objects. Work runs on a thread pool in chunks, so memory holds
+    unreferenced objects. Work runs on a thread pool in chunks, so memory contains
     one chunk of image bytes at a time, whatever the size of the source.
 
     Returns:

@@ -1,0 +1,42 @@
+"""Training on any device: device and precision resolution, the Trainer, metrics.
+
+>>> from brainlake.training import resolve_device
+>>> resolve_device("cpu")
+device(type='cpu')
+"""
+
+from __future__ import annotations
+
+from brainlake.training.device import (
+    Precision,
+    PrecisionRequest,
+    resolve_device,
+    resolve_precision,
+)
+from brainlake.training.metrics import (
+    Evaluation,
+    PerClassScores,
+    accuracy,
+    balanced_accuracy,
+    confusion_matrix,
+    macro_f1,
+    precision_recall_f1,
+)
+from brainlake.training.trainer import HistoryRow, Monitor, Trainer
+
+__all__ = [
+    "Evaluation",
+    "HistoryRow",
+    "Monitor",
+    "PerClassScores",
+    "Precision",
+    "PrecisionRequest",
+    "Trainer",
+    "accuracy",
+    "balanced_accuracy",
+    "confusion_matrix",
+    "macro_f1",
+    "precision_recall_f1",
+    "resolve_device",
+    "resolve_precision",
+]
