@@ -18,6 +18,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import torch
+
 import brainlake as bl
 
 
@@ -59,6 +61,7 @@ def main() -> None:
         )
         print(mart.summary())
 
+        torch.manual_seed(0)  # the initial weights; the trainer seeds each epoch
         model = bl.create_model(arguments.model, num_classes=len(mart.classes), in_channels=1)
         trainer = bl.Trainer(model, device="auto", max_epochs=arguments.epochs, seed=0, class_names=mart.classes)
         trainer.fit(mart.loader("train", batch_size=64, shuffle=True), mart.loader("val", batch_size=256))

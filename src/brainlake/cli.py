@@ -252,10 +252,14 @@ def _run_mart_build(arguments: argparse.Namespace) -> int:
 
 
 def _train_and_evaluate(lake: Any, mart: Any, arguments: argparse.Namespace, progress: bool | None) -> dict[str, Any]:
+    import torch
+
     from .models import create_model
     from .runs import record_run
     from .training import Trainer
 
+    # The trainer seeds each epoch; the initial weights are seeded here.
+    torch.manual_seed(arguments.seed)
     model = create_model(arguments.model, num_classes=len(mart.classes),
                          in_channels=int(mart.manifest["recipe"]["preprocessing"]["channels"]))
     with tempfile.TemporaryDirectory(prefix="brainlake-run-") as folder:
