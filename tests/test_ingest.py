@@ -205,20 +205,3 @@ def test_canonical_label_is_idempotent(name: str) -> None:
 def test_canonical_split_names() -> None:
     assert [canonical_split(name) for name in ("Training", "Testing", "Validation", "holdout")] == [
         "train", "test", "val", "holdout"]
-
-
-def test_real_data_counts(real_lake: bl.Datalake) -> None:
-    items = real_lake.items(["sha256", "source_split"])
-    groups = real_lake.duplicates()
-    assert items.num_rows == 1527
-    assert items.column("source_split").to_pylist().count("train") == 1214
-    assert len(set(items.column("sha256").to_pylist())) == 1481
-    assert len(groups) == 36
-    assert sum(group.extra_copies for group in groups) == 46
-    assert sum(group.spans_splits for group in groups) == 28
-
-
-def test_real_data_reingest_adds_nothing(real_lake: bl.Datalake, real_data_dir: Path) -> None:
-    report = real_lake.ingest(real_data_dir, source="kaggle-brain-mri", split_from="grandparent", progress=False)
-    assert report.added == 0
-    assert report.already_present == 1527

@@ -16,6 +16,9 @@ Log messages go to the ``brainlake`` logger, which has no handlers of its own:
 configure :mod:`logging` to see them.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from . import datasets
 from ._version import __version__
 from .exceptions import (
@@ -40,10 +43,36 @@ from .exceptions import (
 from .ingest import SourceProblem, SourceRecord, list_readers, register_reader
 from .ingest._pipeline import IngestReport
 from .lake import Datalake, DuplicateGroup, VerifyReport
-from .mart import BuiltMart, Datamart, MartDataset, MartPlan
-from .models import ModelCard, create_model, is_model, list_models, model_card, register_model
-from .runs import RunRecord, list_runs, load_run, record_run
-from .training import Evaluation, Trainer, resolve_device, resolve_precision
+
+if TYPE_CHECKING:
+    from .mart import BuiltMart, Datamart, MartDataset, MartPlan
+    from .models import ModelCard, create_model, is_model, list_models, model_card, register_model
+    from .runs import RunRecord, list_runs, load_run, record_run
+    from .training import Evaluation, Trainer, resolve_device, resolve_precision
+
+# Names whose modules import PyTorch are loaded on first use, so that the lake
+# and the CLI's catalog commands start without paying for the torch import.
+_LAZY_MODULES = {
+    **dict.fromkeys(["BuiltMart", "Datamart", "MartDataset", "MartPlan"], "mart"),
+    **dict.fromkeys(["ModelCard", "create_model", "is_model", "list_models", "model_card", "register_model"],
+                    "models"),
+    **dict.fromkeys(["RunRecord", "list_runs", "load_run", "record_run"], "runs"),
+    **dict.fromkeys(["Evaluation", "Trainer", "resolve_device", "resolve_precision"], "training"),
+}
+
+
+def __getattr__(name: str) -> object:
+    module_name = _LAZY_MODULES.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'brainlake' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_MODULES))
+
 
 __all__ = [
     "BrainlakeError",

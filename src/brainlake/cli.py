@@ -91,7 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify = _add_command(commands, "verify", "check that every item's object exists and is intact")
     _add_common(verify)
 
-    mart = commands.add_parser("mart", help="build datamarts")
+    mart = commands.add_parser(
+        "mart", help="build datamarts",
+        description=f"Build datamarts: filtered, split, preprocessed views of the lake.\n\nexample:\n  {_EXAMPLES['mart build']}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     mart_commands = mart.add_subparsers(dest="mart_command", required=True, metavar="SUBCOMMAND")
     build = _add_command(mart_commands, "build", "build a datamart from the lake (reused if built before)",
                          "mart build")
@@ -100,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="select items; VALUE may be a comma-separated list; repeatable")
     build.add_argument("--from-source", action="store_true",
                        help="keep the source's Training/Testing split and carve validation out of Training")
-    build.add_argument("--val-fraction", type=float, default=0.15, help="share of training items for validation")
-    build.add_argument("--test-fraction", type=float, default=0.15, help="share of items for test (random split)")
+    build.add_argument("--val-fraction", type=float, default=0.15, help="share of training items for validation (default: 0.15)")
+    build.add_argument("--test-fraction", type=float, default=0.15, help="share of items for test, random split only (default: 0.15)")
     build.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
     build.add_argument("--size", type=int, default=128, help="image side in pixels (default: 128)")
     build.add_argument("--channels", type=int, choices=[1, 3], default=1, help="1 grayscale or 3 RGB (default: 1)")
@@ -163,6 +167,8 @@ def _progress(arguments: argparse.Namespace) -> bool | None:
 def _run_ingest(arguments: argparse.Namespace) -> int:
     from .lake import Datalake
 
+    if not Path(arguments.path).is_dir():
+        raise BrainlakeError(f"source folder {arguments.path!r} does not exist or is not a folder; check the path")
     lake = Datalake(arguments.lake)
     report = lake.ingest(
         arguments.path,
@@ -187,22 +193,34 @@ def _run_items(arguments: argparse.Namespace) -> int:
         rows = rows[: arguments.limit]
     lines = ["\t".join(columns)] + ["\t".join("" if row[c] is None else str(row[c]) for c in columns) for row in rows]
     lines.append(f"({len(rows)} of {total} items shown)")
+    if total == 0 and arguments.where:
+        lines.append(_known_values_hint(lake, _parse_where(arguments.where)))
     _emit(arguments, {"total": total, "items": rows}, "\n".join(lines))
     return 0
+
+
+def _known_values_hint(lake: Any, conditions: dict[str, Any]) -> str:
+    hints = []
+    for column in sorted(conditions):
+        values = sorted({str(value) for value in lake.items([column]).column(column).to_pylist() if value is not None})
+        shown = ", ".join(values[:20]) + (", ..." if len(values) > 20 else "")
+        hints.append(f"{column} has the values: {shown or 'none'}")
+    return "no item matches; " + "; ".join(hints)
 
 
 def _run_history(arguments: argparse.Namespace) -> int:
     from .lake import Datalake
 
     events = Datalake.open(arguments.lake).history().to_pylist()
-    lines = [
-        f"{event['created_at']:%Y-%m-%d %H:%M:%S}  {event['kind']:<10}  version {event['items_version']}  "
-        f"{event['source'] or ''}  {event['event_id']}"
+    lines = [f"{'time (UTC)':<19}  {'kind':<10}  {'version':>7}  {'event id':<32}  source"]
+    lines += [
+        f"{event['created_at']:%Y-%m-%d %H:%M:%S}  {event['kind']:<10}  {event['items_version']:>7}  "
+        f"{event['event_id']:<32}  {event['source'] or '-'}"
         for event in events
     ]
     payload = [{**event, "parameters": json.loads(event["parameters"] or "{}"),
                 "summary": json.loads(event["summary"] or "{}")} for event in events]
-    _emit(arguments, payload, "\n".join(lines) or "no events")
+    _emit(arguments, payload, "\n".join(lines) if events else "no events")
     return 0
 
 
@@ -213,7 +231,8 @@ def _run_duplicates(arguments: argparse.Namespace) -> int:
 
     groups = Datalake.open(arguments.lake).duplicates()
     spanning = sum(group.spans_splits for group in groups)
-    lines = [f"{group.sha256[:12]}  {'  '.join(group.source_paths)}" for group in groups]
+    lines = [f"{'sha256':<12}  source paths"]
+    lines += [f"{group.sha256[:12]}  {'  '.join(group.source_paths)}" for group in groups]
     lines.append(
         f"{len(groups)} groups of identical bytes, {sum(group.extra_copies for group in groups)} extra copies, "
         f"{spanning} groups spanning source splits"
@@ -307,12 +326,13 @@ def _run_runs(arguments: argparse.Namespace) -> int:
     from .runs import list_runs
 
     records = list_runs(Datalake.open(arguments.lake))
-    lines = [
-        f"{record.created_at[:19]}  {record.run_id}  {record.model:<9}  mart {record.mart['name']}/"
-        f"{record.mart['recipe_hash']}  accuracy {record.evaluation.get('accuracy', float('nan')):.3f}"
+    lines = [f"{'time (UTC)':<19}  {'run id':<32}  {'model':<9}  {'test accuracy':>13}  mart/recipe"]
+    lines += [
+        f"{record.created_at[:19].replace('T', ' ')}  {record.run_id:<32}  {record.model:<9}  "
+        f"{record.evaluation.get('accuracy', float('nan')):>13.4f}  {record.mart['name']}/{record.mart['recipe_hash']}"
         for record in records
     ]
-    _emit(arguments, [asdict(record) for record in records], "\n".join(lines) or "no runs")
+    _emit(arguments, [asdict(record) for record in records], "\n".join(lines) if records else "no runs")
     return 0
 
 
@@ -342,7 +362,7 @@ def _run_demo(arguments: argparse.Namespace) -> int:
         f"3. {mart.summary()}",
         f"4. trained {arguments.model} for {arguments.epochs} epochs in {result['train_seconds']} s; on the test split:",
         str(evaluation),
-        f"run {result['run_id']} recorded; see `brainlake history --lake {arguments.lake}`",
+        f"run {result['run_id']} recorded; list runs with `brainlake runs --lake {arguments.lake}`",
         "(the sample has 56 images, so these figures only show the pipeline works; "
         "run the same steps on a full dataset for real results)",
     ])

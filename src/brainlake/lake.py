@@ -184,7 +184,8 @@ class Datalake:
             return info
         if not create:
             raise LakeNotFoundError(
-                f"no lake at {self.url!r} ({_MANIFEST} not found); create one with Datalake({self.url!r})"
+                f"no lake at {self.url!r} ({_MANIFEST} not found); check the path, or create a lake "
+                f"there by ingesting into it (Datalake({self.url!r}).ingest(...) or brainlake ingest)"
             )
         if fs.exists(self._location.root) and fs.ls(self._location.root):
             raise LakeFormatError(
@@ -406,14 +407,17 @@ class Datalake:
     def verify(self) -> VerifyReport:
         """Check that every item's object exists and hashes to its name.
 
-        Reads every object once. Also lists orphaned objects (stored, but
-        referenced by no item), which an interrupted ingest can leave behind.
-        Nothing is changed.
+        Reads every object once, including the checkpoints of recorded runs
+        (reported under the id ``run:<run-id>``). Also lists orphaned objects
+        (stored, but referenced by no item and no run), which an interrupted
+        ingest can leave behind. Nothing is changed.
         """
         table = self.items(["item_id", "sha256"])
         by_digest: dict[str, list[str]] = defaultdict(list)
         for item_id, digest in zip(table.column("item_id").to_pylist(), table.column("sha256").to_pylist()):
             by_digest[digest].append(item_id)
+        for run_id, digest in self._run_checkpoints():
+            by_digest[digest].append(f"run:{run_id}")
 
         report = VerifyReport(items_checked=table.num_rows)
         for digest in sorted(by_digest):
@@ -430,6 +434,22 @@ class Datalake:
         for item_id, digest in report.missing + report.corrupt:
             logger.warning("item %s: object %s is missing or corrupt", item_id, digest)
         return report
+
+    def _run_checkpoints(self) -> list[tuple[str, str]]:
+        """Return ``(run_id, digest)`` for every run record that stored a checkpoint."""
+        fs = self._location.fs
+        base = self._location.path("runs")
+        if not fs.exists(base):
+            return []
+        references = []
+        for folder in sorted(fs.ls(base, detail=False)):
+            record_path = folder.rstrip("/") + "/run.json"
+            if not fs.exists(record_path):
+                continue
+            record = json.loads(fs.cat_file(record_path))
+            if record.get("checkpoint_sha256"):
+                references.append((str(record["run_id"]), str(record["checkpoint_sha256"])))
+        return references
 
     # Marts --------------------------------------------------------------------
 

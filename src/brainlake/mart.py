@@ -83,7 +83,7 @@ def cache_root() -> Path:
 
 @dataclass(frozen=True)
 class SplitSpec:
-    """How a mart divides its items into train, validation and test.
+    """The division of a mart's items into train, validation and test.
 
     Attributes:
         from_source: Keep the source's own split: its test items form the
@@ -102,7 +102,7 @@ class SplitSpec:
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How stored images become arrays.
+    """The conversion of stored images into arrays.
 
     Attributes:
         size: Side of the square output in pixels.
@@ -151,7 +151,7 @@ class Recipe:
 
 @dataclass
 class MartPlan:
-    """Which items a recipe puts in which split, before any image is decoded.
+    """The items a recipe puts in each split, known before any image is decoded.
 
     Attributes:
         recipe: The recipe with its lake version pinned.
@@ -224,9 +224,10 @@ def _assign_groups(
 ) -> dict[str, list[int]]:
     """Assign whole groups to splits, stratified by label.
 
-    For each label, its groups are shuffled, and each group goes to the first
-    split in ``fractions`` that it fits into without passing that split's target
-    (fraction x the label's item count, rounded); the rest go to train.
+    For each label, its groups are shuffled. Each group then goes to the first
+    split in ``fractions`` that it fits into without passing that split's target,
+    which is the fraction times the label's item count, rounded. Groups that fit
+    nowhere go to train.
     """
     by_label: dict[str, list[Sequence[int]]] = defaultdict(list)
     for members in groups:
@@ -728,9 +729,15 @@ def open_built_mart(lake: Datalake, name: str, recipe_hash: str | None = None) -
         found = _find_built(lake, name, candidate)
         if found is not None:
             return found
+    built = sorted(
+        folder.rstrip("/").rsplit("/", 1)[-1]
+        for folder in (lake.location.fs.ls(lake.location.path("marts"), detail=False)
+                       if lake.location.fs.exists(lake.location.path("marts")) else [])
+    )
+    recipe = f" with recipe {recipe_hash!r}" if recipe_hash else ""
     raise MartNotFoundError(
-        f"no built mart {name!r}" + (f" with recipe {recipe_hash!r}" if recipe_hash else "")
-        + f" in lake {lake.url!r}; build it with lake.mart({name!r})...build()"
+        f"no built mart {name!r}{recipe} in lake {lake.url!r} (built marts: {', '.join(built) or 'none'}); "
+        f"build it first with lake.mart({name!r})...build() or brainlake mart build"
     )
 
 
@@ -806,7 +813,7 @@ class BuiltMart:
         self.path = Path(folder)
         manifest_path = self.path / "manifest.json"
         if not manifest_path.exists():
-            raise MartNotFoundError(f"{os.fspath(folder)!r} holds no built mart (manifest.json not found)")
+            raise MartNotFoundError(f"{os.fspath(folder)!r} contains no built mart (manifest.json not found)")
         self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
 
     @property

@@ -80,12 +80,24 @@ class IngestReport:
             f"ingest {self.event_id} of source {self.source!r}: {self.seen} images seen, "
             f"{self.added} added, {self.already_present} already in the lake, "
             f"{self.new_objects} new objects, {len(self.failed)} failed, "
-            f"{len(self.skipped)} entries skipped; lake version {self.lake_version}"
+            f"{_plural(len(self.skipped), 'other entry', 'other entries')} skipped; "
+            f"lake version {self.lake_version}"
         ]
         for problem in self.failed:
             hint = f" ({problem.hint})" if problem.hint else ""
             lines.append(f"  failed: {problem.source_path}: {problem.reason}{hint}")
+        for problem in self.skipped[:_SKIPPED_SHOWN]:
+            lines.append(f"  skipped: {problem.source_path}: {problem.reason}")
+        if len(self.skipped) > _SKIPPED_SHOWN:
+            lines.append(f"  ... and {len(self.skipped) - _SKIPPED_SHOWN} more skipped entries (see report.skipped)")
         return "\n".join(lines)
+
+
+_SKIPPED_SHOWN = 10
+
+
+def _plural(count: int, singular: str, plural: str) -> str:
+    return f"{count} {singular if count == 1 else plural}"
 
 
 def item_id_for(source: str, source_path: str, sha256: str) -> str:

@@ -96,8 +96,8 @@ def read_image_folder(
             if path.suffix.lower() not in IMAGE_EXTENSIONS:
                 yield SourceProblem(
                     relative,
-                    f"extension {path.suffix!r} is not an image extension",
-                    f"convert it to one of {', '.join(sorted(IMAGE_EXTENSIONS))} or remove it",
+                    f"not an image file (extension {path.suffix!r})",
+                    f"if it is an image, convert it to one of {', '.join(sorted(IMAGE_EXTENSIONS))}",
                 )
                 continue
             yield _record(path, relative_path, label_from, split_from)
