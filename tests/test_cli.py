@@ -106,8 +106,8 @@ def test_help_has_example() -> None:
 
 
 def test_repeated_runs_exit_cleanly(cli_lake: Path) -> None:
-    # Catalog scans in a process that has loaded torch once made about one exit
-    # in three abort; "mart build" of a built recipe loads torch and scans.
+    # Catalog scans in a process that had loaded torch once made about one exit
+    # in three abort. "mart build" of a built recipe loads torch and scans too.
     run_cli("mart", "build", "exit-check", "--lake", cli_lake, "--size", "16", "--quiet")
     commands = [
         ("items", "--lake", cli_lake, "--limit", "1"),

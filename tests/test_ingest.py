@@ -205,3 +205,35 @@ def test_canonical_label_is_idempotent(name: str) -> None:
 def test_canonical_split_names() -> None:
     assert [canonical_split(name) for name in ("Training", "Testing", "Validation", "holdout")] == [
         "train", "test", "val", "holdout"]
+
+
+def test_near_duplicates_join_reencoded_copy(tmp_path: Path, sample_dir: Path) -> None:
+    from PIL import Image
+
+    source = tmp_path / "source" / "glioma"
+    source.mkdir(parents=True)
+    original = sample_dir / "Training" / "glioma" / "Tr-gl_0145.jpg"
+    shutil.copy(original, source / "original.jpg")
+    Image.open(original).resize((300, 300)).save(source / "smaller.jpg", quality=70)
+    shutil.copy(sample_dir / "Training" / "pituitary" / "Tr-pi_0548.jpg", source / "other.jpg")
+    lake = bl.Datalake(tmp_path / "lake")
+    lake.ingest(tmp_path / "source", source="s", progress=False)
+
+    assert lake.duplicates() == []
+    groups = lake.duplicates(near=True)
+    assert len(groups) == 1
+    assert groups[0].source_paths == ("glioma/original.jpg", "glioma/smaller.jpg")
+    assert not groups[0].exact
+
+
+def test_near_duplicates_include_exact_groups(sample_lake: bl.Datalake) -> None:
+    exact = sample_lake.duplicates()
+    near = sample_lake.duplicates(near=True, max_distance=0)
+    exact_members = {frozenset(group.item_ids) for group in exact}
+    near_members = [frozenset(group.item_ids) for group in near]
+    assert all(any(members <= group for group in near_members) for members in exact_members)
+
+
+def test_near_duplicates_reject_bad_distance(sample_lake: bl.Datalake) -> None:
+    with pytest.raises(ValueError, match="max_distance"):
+        sample_lake.duplicates(near=True, max_distance=65)

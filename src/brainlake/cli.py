@@ -27,7 +27,7 @@ _EXAMPLES = {
     "ingest": "brainlake ingest ../data/brain-tumor-mri --lake ./lake --source kaggle-brain-mri --split-from grandparent",
     "items": "brainlake items --lake ./lake --where label=glioma --columns source_path,label --limit 5",
     "history": "brainlake history --lake ./lake",
-    "duplicates": "brainlake duplicates --lake ./lake",
+    "duplicates": "brainlake duplicates --lake ./lake --near --max-distance 4",
     "verify": "brainlake verify --lake ./lake",
     "mart build": "brainlake mart build kaggle-128 --lake ./lake --where source=kaggle-brain-mri --from-source --size 128",
     "train": "brainlake train --lake ./lake --mart kaggle-128 --model cnn2 --epochs 8",
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brainlake",
         description="Keep brain MRI in a lake, cut leakage-safe datamarts, train and evaluate models.",
-        epilog="Exit codes: 0 success, 1 invalid input or data (the message says why), 2 usage error.",
+        epilog="Exit codes: 0 success, 1 invalid input or data (the message gives the reason), 2 usage error.",
     )
     parser.add_argument("--version", action="version", version=f"brainlake {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -85,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     history = _add_command(commands, "history", "list the lake's events (ingests, mart builds, runs)")
     _add_common(history)
 
-    duplicates = _add_command(commands, "duplicates", "list groups of items with identical bytes")
+    duplicates = _add_command(commands, "duplicates", "list groups of items with identical bytes or near-identical pixels")
+    duplicates.add_argument("--near", action="store_true",
+                            help="also group near-identical images (re-encoded or resized copies) by perceptual hash")
+    duplicates.add_argument("--max-distance", type=int, default=4,
+                            help="largest perceptual-hash distance in bits that counts as near-identical (default: 4)")
     _add_common(duplicates)
 
     verify = _add_command(commands, "verify", "check that every item's object exists and is intact")
@@ -229,15 +233,19 @@ def _run_duplicates(arguments: argparse.Namespace) -> int:
 
     from .lake import Datalake
 
-    groups = Datalake.open(arguments.lake).duplicates()
+    groups = Datalake.open(arguments.lake).duplicates(near=arguments.near, max_distance=arguments.max_distance)
     spanning = sum(group.spans_splits for group in groups)
     lines = [f"{'sha256':<12}  source paths"]
     lines += [f"{group.sha256[:12]}  {'  '.join(group.source_paths)}" for group in groups]
+    kind = "near-identical images" if arguments.near else "identical bytes"
     lines.append(
-        f"{len(groups)} groups of identical bytes, {sum(group.extra_copies for group in groups)} extra copies, "
+        f"{len(groups)} groups of {kind}, {sum(group.extra_copies for group in groups)} extra copies, "
         f"{spanning} groups spanning source splits"
     )
-    _emit(arguments, [asdict(group) for group in groups], "\n".join(lines))
+    if arguments.near:
+        lines.append(f"{sum(not group.exact for group in groups)} of these groups join different objects")
+    payload = [{**asdict(group), "exact": group.exact} for group in groups]
+    _emit(arguments, payload, "\n".join(lines))
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +24,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "ImageInfo",
     "hamming_distance",
+    "near_duplicate_components",
     "inspect_image",
     "perceptual_hash",
     "to_uint8_array",
@@ -211,3 +213,47 @@ def perceptual_hash(image: Image.Image) -> str:
 def hamming_distance(first: str, second: str) -> int:
     """Return how many bits differ between two hex perceptual hashes."""
     return (int(first, 16) ^ int(second, 16)).bit_count()
+
+
+def near_duplicate_components(hashes: Sequence[str], max_distance: int) -> list[list[int]]:
+    """Group perceptual hashes that lie within ``max_distance`` bits of each other.
+
+    Two hashes are linked when their Hamming distance is at most
+    ``max_distance``; a group is a connected component of those links, so a
+    chain of small steps can join two images further apart than the limit.
+
+    Args:
+        hashes: 16-hex-digit hashes as :func:`perceptual_hash` returns them.
+        max_distance: The largest number of differing bits (0 to 64) that links two hashes.
+
+    Returns:
+        The indices of each group of two or more hashes, each sorted, groups in
+        order of their first index.
+
+    Raises:
+        ValueError: If ``max_distance`` is outside 0..64.
+    """
+    if not 0 <= max_distance <= 64:
+        raise ValueError(f"max_distance must be between 0 and 64 bits, got {max_distance!r}")
+    values = np.array([int(value, 16) for value in hashes], dtype=np.uint64)
+    parent = np.arange(len(values))
+
+    def find(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = int(parent[index])
+        return index
+
+    # Compare each hash with all later ones in one vectorised step per row:
+    # O(n^2) bit counts, about a second for 15,000 images.
+    for index in range(len(values) - 1):
+        distances = np.bitwise_count(values[index + 1 :] ^ values[index])
+        for offset in np.flatnonzero(distances <= max_distance):
+            first, second = find(index), find(index + 1 + int(offset))
+            if first != second:
+                parent[max(first, second)] = min(first, second)
+
+    members: dict[int, list[int]] = {}
+    for index in range(len(values)):
+        members.setdefault(find(index), []).append(index)
+    return [group for group in members.values() if len(group) > 1]

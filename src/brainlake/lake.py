@@ -24,7 +24,7 @@ import pyarrow as pa
 from ._version import __version__
 from .catalog import Catalog, Filter
 from .exceptions import IngestError, LakeFormatError, LakeNotFoundError, StorageError
-from .imaging import DEFAULT_MAX_PIXELS
+from .imaging import DEFAULT_MAX_PIXELS, near_duplicate_components
 from .ingest import get_reader
 from .ingest._pipeline import IngestReport, prepare_items
 from .storage import Location, ObjectStore, open_location, sha256_hex
@@ -42,14 +42,16 @@ _MANIFEST = "brainlake.json"
 
 @dataclass(frozen=True)
 class DuplicateGroup:
-    """Items whose raw bytes are identical (one object, several occurrences).
+    """Items whose raw bytes are identical, or whose pixels are near-identical.
 
     Attributes:
-        sha256: The shared object digest.
+        sha256: The shared object digest; for a near-duplicate group, the
+            smallest digest among its items.
         item_ids: The items, sorted by source path.
         source_paths: Their paths in their sources, in the same order.
         source_splits: Their source splits, in the same order.
         labels: Their labels, in the same order.
+        sha256s: Their object digests, in the same order.
     """
 
     sha256: str
@@ -57,11 +59,17 @@ class DuplicateGroup:
     source_paths: tuple[str, ...]
     source_splits: tuple[str | None, ...]
     labels: tuple[str | None, ...]
+    sha256s: tuple[str, ...] = ()
 
     @property
     def extra_copies(self) -> int:
-        """How many items beyond the first share these bytes."""
+        """The number of items beyond the first in the group."""
         return len(self.item_ids) - 1
+
+    @property
+    def exact(self) -> bool:
+        """Whether all items of the group share one object (identical bytes)."""
+        return len(set(self.sha256s)) <= 1
 
     @property
     def spans_splits(self) -> bool:
@@ -375,34 +383,37 @@ class Datalake:
         """Return every event (ingests, mart builds, runs), oldest first."""
         return self._catalog.events()
 
-    def duplicates(self, **where: Any) -> list[DuplicateGroup]:
-        """Return the groups of items that share identical bytes.
+    def duplicates(self, *, near: bool = False, max_distance: int = 4, **where: Any) -> list[DuplicateGroup]:
+        """Return the groups of items that share identical bytes or near-identical pixels.
 
         Args:
+            near: Also join items whose perceptual hashes differ in at most
+                ``max_distance`` bits (the same slice re-encoded, resized or
+                lightly edited). Groups are connected components, so a chain of
+                close pairs forms one group.
+            max_distance: The largest Hamming distance between 64-bit
+                perceptual hashes that counts as near-identical. 4 joins
+                re-encoded and resized copies of the same slice; larger values
+                start to join different slices of one scan.
             **where: Conditions restricting the items considered, as in :meth:`items`.
 
         Returns:
-            One group per object occurring more than once, sorted by digest.
+            One group per set of two or more items, sorted by their smallest digest.
         """
-        table = self.items(["item_id", "sha256", "source_path", "source_split", "label"], **where)
-        members: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in table.to_pylist():
-            members[row["sha256"]].append(row)
-        groups = []
-        for digest in sorted(members):
-            rows = sorted(members[digest], key=lambda row: (row["source_path"], row["item_id"]))
-            if len(rows) < 2:
-                continue
-            groups.append(
-                DuplicateGroup(
-                    sha256=digest,
-                    item_ids=tuple(row["item_id"] for row in rows),
-                    source_paths=tuple(row["source_path"] for row in rows),
-                    source_splits=tuple(row["source_split"] for row in rows),
-                    labels=tuple(row["label"] for row in rows),
-                )
-            )
-        return groups
+        table = self.items(["item_id", "sha256", "phash", "source_path", "source_split", "label"], **where)
+        rows = table.to_pylist()
+        if near:
+            hashes = [row["phash"] or "0" * 16 for row in rows]
+            components = near_duplicate_components(hashes, max_distance)
+            # Items without a hash (none are ingested so today) can only match exactly.
+            unhashed = [index for index, row in enumerate(rows) if not row["phash"]]
+            components = [[index for index in group if index not in unhashed] for group in components]
+            components += _exact_components([rows[index] for index in unhashed], unhashed)
+        else:
+            components = _exact_components(rows, list(range(len(rows))))
+
+        groups = [_group_of([rows[index] for index in members]) for members in components if len(members) > 1]
+        return sorted(groups, key=lambda group: (group.sha256, group.item_ids))
 
     def verify(self) -> VerifyReport:
         """Check that every item's object exists and hashes to its name.
@@ -464,6 +475,25 @@ class Datalake:
         from .mart import open_built_mart
 
         return open_built_mart(self, name, recipe_hash)
+
+
+def _exact_components(rows: Sequence[Mapping[str, Any]], indices: Sequence[int]) -> list[list[int]]:
+    members: dict[str, list[int]] = defaultdict(list)
+    for row, index in zip(rows, indices):
+        members[row["sha256"]].append(index)
+    return list(members.values())
+
+
+def _group_of(rows: Sequence[Mapping[str, Any]]) -> DuplicateGroup:
+    ordered = sorted(rows, key=lambda row: (row["source_path"], row["item_id"]))
+    return DuplicateGroup(
+        sha256=min(row["sha256"] for row in ordered),
+        item_ids=tuple(row["item_id"] for row in ordered),
+        source_paths=tuple(row["source_path"] for row in ordered),
+        source_splits=tuple(row["source_split"] for row in ordered),
+        labels=tuple(row["label"] for row in ordered),
+        sha256s=tuple(row["sha256"] for row in ordered),
+    )
 
 
 def _current_user() -> str:
