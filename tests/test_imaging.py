@@ -87,3 +87,9 @@ def test_phash_matches_reencoded_resized_copy(slice_bytes: bytes, sample_dir: Pa
     far = hamming_distance(perceptual_hash(original), perceptual_hash(other))
     assert near <= 6
     assert far > 12
+
+
+def test_cap_below_pillow_limit_names_size() -> None:
+    image = Image.new("L", (3000, 2000))
+    with pytest.raises(ImageDecodeError, match="3000x2000 pixels exceeds the limit of 1,000,000"):
+        inspect_image(_encode(image, "PNG"), max_pixels=1_000_000, name="wide.png")

@@ -237,3 +237,91 @@ def test_near_duplicates_include_exact_groups(sample_lake: bl.Datalake) -> None:
 def test_near_duplicates_reject_bad_distance(sample_lake: bl.Datalake) -> None:
     with pytest.raises(ValueError, match="max_distance"):
         sample_lake.duplicates(near=True, max_distance=65)
+
+
+# Bad and unusual inputs, each written by the test -------------------------------
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """Return a small PNG whose header declares ``width`` x ``height`` pixels."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    header = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    return bytes(data)
+
+
+def test_unusual_images_land_with_metadata(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "source" / "glioma"
+    folder.mkdir(parents=True)
+    palette = Image.new("P", (40, 30))
+    palette.putpalette([value for index in range(256) for value in (index, index, index)])
+    palette.info["transparency"] = 0
+    palette.save(folder / "palette.png", transparency=0)
+    deep = np.tile(np.arange(0, 64000, 1000, dtype=np.uint16), (32, 1))
+    Image.fromarray(deep).save(folder / "deep.png")
+    rotated = Image.new("L", (60, 20), color=200)
+    exif = rotated.getexif()
+    exif[0x0112] = 6
+    rotated.save(folder / "rotated.jpg", exif=exif)
+
+    lake = bl.Datalake(tmp_path / "lake")
+    report = lake.ingest(tmp_path / "source", source="s", progress=False)
+    rows = {row["source_path"]: row for row in lake.items().to_pylist()}
+
+    assert report.failed == []
+    assert rows["glioma/palette.png"]["mode"] == "P"
+    assert rows["glioma/deep.png"]["mode"].startswith("I;16")
+    assert rows["glioma/deep.png"]["bit_depth"] == 16
+    assert (rows["glioma/rotated.jpg"]["width"], rows["glioma/rotated.jpg"]["height"]) == (20, 60)
+    assert json.loads(rows["glioma/rotated.jpg"]["extra"]) == {"exif_orientation": 6}
+    stored = lake.read_object(rows["glioma/deep.png"]["sha256"])
+    assert stored == (folder / "deep.png").read_bytes()
+
+
+def test_oversized_image_is_rejected_under_cap(tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "source" / "glioma"
+    folder.mkdir(parents=True)
+    (folder / "huge.png").write_bytes(_png_declaring(20000, 20000))
+    Image.new("L", (16, 16)).save(folder / "small.png")
+    limit_before = Image.MAX_IMAGE_PIXELS
+
+    lake = bl.Datalake(tmp_path / "lake")
+    report = lake.ingest(tmp_path / "source", source="s", progress=False)
+
+    assert [problem.source_path for problem in report.failed] == ["glioma/huge.png"]
+    assert "exceeds the limit" in report.failed[0].reason
+    assert report.added == 1
+    assert Image.MAX_IMAGE_PIXELS == limit_before
+
+
+def test_empty_class_and_missing_split_are_reported(tmp_path: Path, sample_dir: Path) -> None:
+    source = tmp_path / "source"
+    for split, classes in (("Training", ["glioma", "pituitary"]), ("Testing", ["glioma"])):
+        for name in classes:
+            (source / split / name).mkdir(parents=True)
+            image = next((sample_dir / "Training" / name).glob("*.jpg"))
+            shutil.copy(image, source / split / name / image.name)
+    (source / "Testing" / "meningioma").mkdir()
+
+    lake = bl.Datalake(tmp_path / "lake")
+    report = lake.ingest(source, source="s", split_from="grandparent", progress=False)
+
+    assert "Testing/meningioma/" in {problem.source_path for problem in report.skipped}
+    assert len(report.warnings) == 1
+    assert "'test'" in report.warnings[0]
+    assert "pituitary" in report.warnings[0]
+    assert set(lake.items(["label"]).column("label").to_pylist()) == {"glioma", "pituitary"}

@@ -38,6 +38,8 @@ _BIT_DEPTHS = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "LA": 8, "CMYK": 8, 
 
 ResizeMode = Literal["pad", "stretch"]
 
+_EXIF_ORIENTATION = 0x0112
+
 
 @dataclass(frozen=True)
 class ImageInfo:
@@ -50,6 +52,8 @@ class ImageInfo:
         mode: The Pillow mode of the stored pixels (``"L"``, ``"RGB"``, ``"I;16"``).
         bit_depth: Bits per channel.
         phash: The 64-bit perceptual hash as 16 hex digits.
+        exif_orientation: The EXIF orientation tag (2 to 8) when the file has
+            one that rotates or flips the pixels, else ``None``.
     """
 
     format: str
@@ -58,6 +62,7 @@ class ImageInfo:
     mode: str
     bit_depth: int
     phash: str
+    exif_orientation: int | None = None
 
 
 def _open(data: bytes, *, max_pixels: int, name: str) -> Image.Image:
@@ -76,7 +81,14 @@ def _open(data: bytes, *, max_pixels: int, name: str) -> Image.Image:
             image.load()
     except ImageDecodeError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:
+        # Pillow checks its own, larger limit while reading the header, before
+        # the per-call cap above can run.
+        raise ImageDecodeError(
+            f"{name}: the image exceeds the limit of {max_pixels:,} pixels ({error}); "
+            "downscale the file before ingesting it"
+        ) from error
+    except (OSError, SyntaxError, ValueError) as error:
         raise ImageDecodeError(
             f"{name}: not a readable image ({error}); check that the file is complete "
             "and in a supported format (JPEG, PNG, BMP, TIFF)"
@@ -89,7 +101,9 @@ def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: st
 
     Args:
         data: The encoded image bytes.
-        max_pixels: Reject images with more pixels than this.
+        max_pixels: Reject images with more pixels than this. Pillow's own
+            decompression-bomb limit (twice ``PIL.Image.MAX_IMAGE_PIXELS``)
+            still applies above it; brainlake never changes that global.
         name: How error messages refer to the image (usually its source path).
 
     Returns:
@@ -101,6 +115,7 @@ def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: st
     image = _open(data, max_pixels=max_pixels, name=name)
     format_name = image.format or "UNKNOWN"
     mode = image.mode
+    orientation = image.getexif().get(_EXIF_ORIENTATION)
     oriented = ImageOps.exif_transpose(image)
     return ImageInfo(
         format=format_name,
@@ -109,6 +124,7 @@ def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: st
         mode=mode,
         bit_depth=_BIT_DEPTHS.get(mode, 8),
         phash=perceptual_hash(oriented),
+        exif_orientation=orientation if isinstance(orientation, int) and 2 <= orientation <= 8 else None,
     )
 
 

@@ -26,7 +26,7 @@ from .catalog import Catalog, Filter
 from .exceptions import IngestError, LakeFormatError, LakeNotFoundError, StorageError
 from .imaging import DEFAULT_MAX_PIXELS, near_duplicate_components
 from .ingest import get_reader
-from .ingest._pipeline import IngestReport, prepare_items
+from .ingest._pipeline import IngestReport, prepare_items, split_coverage_warnings
 from .storage import Location, ObjectStore, open_location, sha256_hex
 
 if TYPE_CHECKING:
@@ -307,6 +307,7 @@ class Datalake:
         )
 
         # 3. Commit the items in one catalog commit, then record the event.
+        report.warnings.extend(split_coverage_warnings(rows))
         report.added = rows.num_rows
         report.lake_version = self._catalog.append_items(rows) if rows.num_rows else self.version
         parameters = {"path": os.fspath(path), "reader": reader, **{k: v for k, v in options.items()}}

@@ -23,7 +23,7 @@ from ..imaging import DEFAULT_MAX_PIXELS, inspect_image
 from ..storage import ObjectStore, sha256_hex
 from ._base import SourceProblem, SourceRecord
 
-__all__ = ["IngestReport", "item_id_for", "prepare_items"]
+__all__ = ["IngestReport", "item_id_for", "prepare_items", "split_coverage_warnings"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ class IngestReport:
         new_objects: Objects whose bytes were not in the lake before.
         failed: Images that could not be ingested, each with the reason and a hint.
         skipped: Entries the reader passed over (hidden files, other extensions).
+        warnings: Findings about the source as a whole, such as a class
+            that has no images in one of the source's splits.
         lake_version: The lake version after the commit (unchanged if nothing was added).
     """
 
@@ -54,6 +56,7 @@ class IngestReport:
     new_objects: int = 0
     failed: list[SourceProblem] = field(default_factory=list)
     skipped: list[SourceProblem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     lake_version: int = 0
 
     @property
@@ -72,6 +75,7 @@ class IngestReport:
             "new_objects": self.new_objects,
             "failed": [vars(problem) for problem in self.failed],
             "skipped": [vars(problem) for problem in self.skipped],
+            "warnings": list(self.warnings),
             "lake_version": self.lake_version,
         }
 
@@ -83,6 +87,8 @@ class IngestReport:
             f"{_plural(len(self.skipped), 'other entry', 'other entries')} skipped; "
             f"lake version {self.lake_version}"
         ]
+        for warning in self.warnings:
+            lines.append(f"  warning: {warning}")
         for problem in self.failed:
             hint = f" ({problem.hint})" if problem.hint else ""
             lines.append(f"  failed: {problem.source_path}: {problem.reason}{hint}")
@@ -229,6 +235,31 @@ def _add_row(
             "phash": info.phash,
             "event_id": event_id,
             "ingested_at": ingested_at,
-            "extra": json.dumps(record.extra, sort_keys=True) if record.extra else None,
+            "extra": _extra_json(record.extra, info.exif_orientation),
         }
     )
+
+
+def _extra_json(extra: dict[str, Any], exif_orientation: int | None) -> str | None:
+    values = dict(extra)
+    if exif_orientation is not None:
+        values["exif_orientation"] = exif_orientation
+    return json.dumps(values, sort_keys=True, ensure_ascii=False) if values else None
+
+
+def split_coverage_warnings(rows: pa.Table) -> list[str]:
+    """Return a warning for each label missing from a source split that other labels occur in."""
+    pairs = {(label, split) for label, split in zip(rows.column("label").to_pylist(),
+                                                     rows.column("source_split").to_pylist())
+             if label is not None and split is not None}
+    labels = sorted({label for label, _ in pairs})
+    splits = sorted({split for _, split in pairs})
+    warnings = []
+    for split in splits:
+        missing = [label for label in labels if (label, split) not in pairs]
+        if missing:
+            warnings.append(
+                f"split {split!r} has no images of class(es) {', '.join(missing)}; "
+                "marts built from this source will lack them there"
+            )
+    return warnings

@@ -80,6 +80,12 @@ def read_image_folder(
 
     for directory, folders, files in os.walk(base):
         current = Path(directory)
+        if not folders and not files and current != base:
+            yield SourceProblem(
+                current.relative_to(base).as_posix() + "/",
+                "empty folder: no images in it",
+                "add its images or remove the folder; no class is created for it",
+            )
         for name in sorted(folders):
             if _is_hidden(name):
                 relative = (current / name).relative_to(base).as_posix()
