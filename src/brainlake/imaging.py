@@ -65,7 +65,7 @@ class ImageInfo:
     exif_orientation: int | None = None
 
 
-def _open(data: bytes, *, max_pixels: int, name: str) -> Image.Image:
+def _open(data: bytes, *, max_pixels: int, name: str, draft_side: int | None = None) -> Image.Image:
     if not data:
         raise ImageDecodeError(f"{name}: the file is empty (0 bytes); re-export or remove it")
     try:
@@ -78,6 +78,10 @@ def _open(data: bytes, *, max_pixels: int, name: str) -> Image.Image:
                     f"{name}: {image.width}x{image.height} pixels exceeds the limit of "
                     f"{max_pixels:,} pixels; downscale the file or raise max_pixels"
                 )
+            if draft_side is not None and image.format == "JPEG":
+                # libjpeg still decodes the whole entropy-coded stream (so a
+                # truncated file fails) but skips most of the inverse DCT work.
+                image.draft(image.mode, (draft_side, draft_side))
             image.load()
     except ImageDecodeError:
         raise
@@ -96,6 +100,25 @@ def _open(data: bytes, *, max_pixels: int, name: str) -> Image.Image:
     return image
 
 
+def _open_header(data: bytes, *, max_pixels: int, name: str) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as error:
+        raise ImageDecodeError(
+            f"{name}: the image exceeds the limit of {max_pixels:,} pixels ({error}); "
+            "downscale the file before ingesting it"
+        ) from error
+    except (OSError, SyntaxError, ValueError) as error:
+        if not data:
+            raise ImageDecodeError(f"{name}: the file is empty (0 bytes); re-export or remove it") from error
+        raise ImageDecodeError(
+            f"{name}: not a readable image ({error}); check that the file is complete "
+            "and in a supported format (JPEG, PNG, BMP, TIFF)"
+        ) from error
+
+
 def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image") -> ImageInfo:
     """Decode ``data`` fully and describe it.
 
@@ -112,15 +135,20 @@ def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: st
     Raises:
         ImageDecodeError: If the bytes are empty, truncated, not an image, or too large.
     """
-    image = _open(data, max_pixels=max_pixels, name=name)
+    header = _open_header(data, max_pixels=max_pixels, name=name)
+    width, height = header.size
+    orientation = header.getexif().get(_EXIF_ORIENTATION)
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+
+    image = _open(data, max_pixels=max_pixels, name=name, draft_side=_PHASH_SIDE * 2)
     format_name = image.format or "UNKNOWN"
-    mode = image.mode
-    orientation = image.getexif().get(_EXIF_ORIENTATION)
+    mode = header.mode
     oriented = ImageOps.exif_transpose(image)
     return ImageInfo(
         format=format_name,
-        width=oriented.width,
-        height=oriented.height,
+        width=width,
+        height=height,
         mode=mode,
         bit_depth=_BIT_DEPTHS.get(mode, 8),
         phash=perceptual_hash(oriented),
@@ -204,7 +232,8 @@ def _dct_matrix(n: int) -> NDArray[np.float64]:
     return matrix
 
 
-_DCT_32 = _dct_matrix(32)
+_PHASH_SIDE = 32
+_DCT_32 = _dct_matrix(_PHASH_SIDE)
 
 
 def perceptual_hash(image: Image.Image) -> str:
@@ -215,7 +244,7 @@ def perceptual_hash(image: Image.Image) -> str:
     the median of those frequencies (the DC term left out of the median). Re-encoding or resizing an image
     changes few bits, so near duplicates lie within a small Hamming distance.
     """
-    gray = _to_grayscale_or_rgb(image, 1).resize((32, 32), Image.Resampling.BILINEAR)
+    gray = _to_grayscale_or_rgb(image, 1).resize((_PHASH_SIDE, _PHASH_SIDE), Image.Resampling.BILINEAR)
     pixels = np.asarray(gray, dtype=np.float64)
     coefficients = (_DCT_32 @ pixels @ _DCT_32.T)[:8, :8]
     median = np.median(coefficients.ravel()[1:])

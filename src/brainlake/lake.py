@@ -307,6 +307,7 @@ class Datalake:
         )
 
         # 3. Commit the items in one catalog commit, then record the event.
+        self._objects.flush()
         report.warnings.extend(split_coverage_warnings(rows))
         report.added = rows.num_rows
         report.lake_version = self._catalog.append_items(rows) if rows.num_rows else self.version
