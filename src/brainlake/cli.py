@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = _add_command(commands, "ingest", "ingest an image folder into a lake (creates the lake if needed)")
     ingest.add_argument("path", help="folder to ingest, e.g. one with Training/<class>/*.jpg")
     ingest.add_argument("--source", required=True, help="name stored with every item, e.g. kaggle-brain-mri")
+    ingest.add_argument("--reader", default="folder",
+                        help="source reader: folder (default), zip, figshare, dicom, or one you registered")
+    ingest.add_argument("--keep-identifiers", action="store_true",
+                        help="store patient ids as the source gives them instead of pseudonymised")
     ingest.add_argument("--label-from", choices=["parent", "grandparent", "none"], default="parent",
                         help="folder level naming the class (default: parent)")
     ingest.add_argument("--split-from", choices=["parent", "grandparent", "none"], default="none",
@@ -171,15 +175,20 @@ def _progress(arguments: argparse.Namespace) -> bool | None:
 def _run_ingest(arguments: argparse.Namespace) -> int:
     from .lake import Datalake
 
-    if not Path(arguments.path).is_dir():
-        raise BrainlakeError(f"source folder {arguments.path!r} does not exist or is not a folder; check the path")
+    if not Path(arguments.path).exists():
+        raise BrainlakeError(f"source {arguments.path!r} does not exist; check the path")
     lake = Datalake(arguments.lake)
+    options: dict[str, Any] = {}
+    if arguments.reader in ("folder", "zip", "dicom"):
+        options["label_from"] = None if arguments.label_from == "none" else arguments.label_from
+        options["split_from"] = None if arguments.split_from == "none" else arguments.split_from
     report = lake.ingest(
         arguments.path,
         source=arguments.source,
-        label_from=None if arguments.label_from == "none" else arguments.label_from,
-        split_from=None if arguments.split_from == "none" else arguments.split_from,
+        reader=arguments.reader,
+        keep_identifiers=arguments.keep_identifiers,
         progress=_progress(arguments),
+        **options,
     )
     _emit(arguments, report.to_dict(), str(report))
     return 0

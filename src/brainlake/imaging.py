@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps
 
-from .exceptions import ImageDecodeError
+from .exceptions import DuplicateNameError, ImageDecodeError, MissingDependencyError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "WINDOW_PERCENTILES",
+    "ArrayDecoder",
+    "register_decoder",
+    "window_to_uint8",
     "ImageInfo",
     "hamming_distance",
     "near_duplicate_components",
@@ -65,7 +69,9 @@ class ImageInfo:
     exif_orientation: int | None = None
 
 
-def _open(data: bytes, *, max_pixels: int, name: str, draft_side: int | None = None) -> Image.Image:
+def _open(
+    data: bytes, *, max_pixels: int, name: str, draft_side: int | None = None, draft_mode: str | None = None
+) -> Image.Image:
     if not data:
         raise ImageDecodeError(f"{name}: the file is empty (0 bytes); re-export or remove it")
     try:
@@ -81,7 +87,7 @@ def _open(data: bytes, *, max_pixels: int, name: str, draft_side: int | None = N
             if draft_side is not None and image.format == "JPEG":
                 # libjpeg still decodes the whole entropy-coded stream (so a
                 # truncated file fails) but skips most of the inverse DCT work.
-                image.draft(image.mode, (draft_side, draft_side))
+                image.draft(draft_mode or image.mode, (draft_side, draft_side))
             image.load()
     except ImageDecodeError:
         raise
@@ -135,6 +141,18 @@ def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: st
     Raises:
         ImageDecodeError: If the bytes are empty, truncated, not an image, or too large.
     """
+    decoder = _array_decoder_for(data)
+    if decoder is not None:
+        pixels = _decode_array(decoder, data, max_pixels=max_pixels, name=name)
+        return ImageInfo(
+            format=decoder.format,
+            width=int(pixels.shape[1]),
+            height=int(pixels.shape[0]),
+            mode=_array_mode(pixels),
+            bit_depth=int(pixels.dtype.itemsize * 8),
+            phash=perceptual_hash(_array_to_image(pixels)),
+        )
+
     header = _open_header(data, max_pixels=max_pixels, name=name)
     width, height = header.size
     orientation = header.getexif().get(_EXIF_ORIENTATION)
@@ -158,11 +176,7 @@ def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: st
 
 def _to_grayscale_or_rgb(image: Image.Image, channels: int) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # Window deep images by their own range so 16-bit detail is not clipped.
-        array = np.asarray(image, dtype=np.float64)
-        low, high = float(array.min()), float(array.max())
-        scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
-        image = Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+        image = Image.fromarray(window_to_uint8(np.asarray(image)), mode="L")
     if image.mode in ("P", "PA", "LA", "RGBA", "1", "CMYK", "YCbCr"):
         image = image.convert("RGBA").convert("RGB") if image.mode in ("P", "PA", "RGBA") else image.convert("RGB")
     return image.convert("L" if channels == 1 else "RGB")
@@ -202,13 +216,15 @@ def to_uint8_array(
     if resize not in ("pad", "stretch"):
         raise ValueError(f"resize must be 'pad' or 'stretch', got {resize!r}")
 
-    image = _open(data, max_pixels=max_pixels, name=name)
-    if image.format == "JPEG" and max(image.size) >= 2 * size:
-        # Draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale, which is
-        # much cheaper than a full decode followed by a big downscale.
-        image = Image.open(io.BytesIO(data))
-        image.draft("L" if channels == 1 else "RGB", (size, size))
-    image = ImageOps.exif_transpose(image)
+    decoder = _array_decoder_for(data)
+    if decoder is not None:
+        image = _array_to_image(_decode_array(decoder, data, max_pixels=max_pixels, name=name))
+    else:
+        # For JPEG, libjpeg decodes at 1/2, 1/4 or 1/8 scale when the target
+        # allows, much cheaper than a full decode followed by a big downscale.
+        image = _open(data, max_pixels=max_pixels, name=name, draft_side=size,
+                      draft_mode="L" if channels == 1 else "RGB")
+        image = ImageOps.exif_transpose(image)
     image = _to_grayscale_or_rgb(image, channels)
 
     if resize == "stretch":
@@ -222,6 +238,104 @@ def to_uint8_array(
     else:
         array = array.transpose(2, 0, 1)
     return np.ascontiguousarray(array)
+
+
+WINDOW_PERCENTILES = (0.5, 99.5)
+"""Percentiles of an image's own intensities that map to 0 and 255 when a
+deep image (16-bit, int16 MRI, float) is reduced to 8 bits."""
+
+
+def window_to_uint8(pixels: NDArray[Any]) -> NDArray[np.uint8]:
+    """Reduce a deep grayscale array to uint8 by its own intensity percentiles.
+
+    Intensities at or below the 0.5th percentile become 0 and those at or above
+    the 99.5th become 255, linearly in between, so a few extreme pixels do
+    not compress the contrast of the rest. Already 8-bit arrays are returned
+    unchanged.
+    """
+    if pixels.dtype == np.uint8:
+        return pixels
+    values = pixels.astype(np.float64)
+    low, high = np.percentile(values, WINDOW_PERCENTILES)
+    if high <= low:
+        return np.zeros(pixels.shape, dtype=np.uint8)
+    scaled = np.clip((values - low) / (high - low), 0.0, 1.0) * 255.0
+    return np.asarray(scaled.round(), dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class ArrayDecoder:
+    """A decoder for a format Pillow cannot read, such as MATLAB files or DICOM.
+
+    Attributes:
+        format: The format name stored in the catalog (``"MAT"``, ``"DICOM"``).
+        sniff: Returns whether the bytes are in this format (a cheap check of
+            a signature, not a decode).
+        decode: Returns the image as a 2-D ``(height, width)`` array, oriented
+            for display, in its stored dtype.
+        extra: The optional dependency group that ``decode`` needs, named in
+            the error when it is missing.
+    """
+
+    format: str
+    sniff: Callable[[bytes], bool]
+    decode: Callable[[bytes], NDArray[Any]]
+    extra: str | None = None
+
+
+_ARRAY_DECODERS: dict[str, ArrayDecoder] = {}
+
+
+def register_decoder(decoder: ArrayDecoder, *, override: bool = False) -> ArrayDecoder:
+    """Add a decoder for a format Pillow cannot read.
+
+    Raises:
+        DuplicateNameError: If a decoder for that format exists and ``override`` is false.
+    """
+    if decoder.format in _ARRAY_DECODERS and not override:
+        raise DuplicateNameError(
+            f"a decoder for format {decoder.format!r} is already registered; pass override=True to replace it"
+        )
+    _ARRAY_DECODERS[decoder.format] = decoder
+    return decoder
+
+
+def _array_decoder_for(data: bytes) -> ArrayDecoder | None:
+    for decoder in _ARRAY_DECODERS.values():
+        if decoder.sniff(data):
+            return decoder
+    return None
+
+
+def _decode_array(decoder: ArrayDecoder, data: bytes, *, max_pixels: int, name: str) -> NDArray[Any]:
+    try:
+        pixels = decoder.decode(data)
+    except (ImageDecodeError, MissingDependencyError):
+        raise
+    except ImportError as error:
+        raise MissingDependencyError(
+            f"{name}: reading {decoder.format} files needs the {decoder.extra!r} extra; "
+            f"install it with: pip install 'brainlake[{decoder.extra}]'"
+        ) from error
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
+        raise ImageDecodeError(f"{name}: not a readable {decoder.format} image ({error})") from error
+    if pixels.ndim != 2 or 0 in pixels.shape:
+        raise ImageDecodeError(f"{name}: {decoder.format} image has shape {pixels.shape}; expected a 2-D slice")
+    if pixels.shape[0] * pixels.shape[1] > max_pixels:
+        raise ImageDecodeError(
+            f"{name}: {pixels.shape[1]}x{pixels.shape[0]} pixels exceeds the limit of "
+            f"{max_pixels:,} pixels; raise max_pixels if the image is genuine"
+        )
+    return pixels
+
+
+def _array_mode(pixels: NDArray[Any]) -> str:
+    names = {"uint8": "L", "uint16": "I;16", "int16": "I;16S", "int32": "I", "float32": "F", "float64": "F;64"}
+    return names.get(str(pixels.dtype), str(pixels.dtype))
+
+
+def _array_to_image(pixels: NDArray[Any]) -> Image.Image:
+    return Image.fromarray(window_to_uint8(pixels), mode="L")
 
 
 def _dct_matrix(n: int) -> NDArray[np.float64]:

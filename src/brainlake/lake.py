@@ -9,9 +9,13 @@ items in one catalog commit, followed by one event.
 from __future__ import annotations
 
 import getpass
+import hashlib
+import hmac
+import inspect
 import json
 import logging
 import os
+import secrets
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -38,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 _MANIFEST = "brainlake.json"
+_PSEUDONYM_KEY = "secrets/pseudonym.key"
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,7 @@ class Datalake:
         self._location = open_location(url, storage_options)
         self._objects = ObjectStore(self._location)
         self._catalog = Catalog(self._location)
+        self._key: bytes | None = None
         self._info = self._load_or_create(create)
 
     @classmethod
@@ -246,11 +252,10 @@ class Datalake:
         *,
         source: str,
         reader: str = "folder",
-        label_from: str | None = "parent",
-        split_from: str | None = None,
         workers: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         progress: bool | None = None,
+        keep_identifiers: bool = False,
         **reader_options: Any,
     ) -> IngestReport:
         """Add every image of a source to the lake.
@@ -261,16 +266,27 @@ class Datalake:
         ingest again adds no items. Files that fail are listed in the report
         with the reason; the others land.
 
+        Patient ids are stored pseudonymised: each is replaced by a keyed hash
+        (HMAC-SHA-256) under a secret key kept in the lake at
+        ``secrets/pseudonym.key``, outside the catalog tables, so the same
+        patient gets the same pseudonym in every ingest into this lake. Anyone
+        who holds the key can test guessed ids against the pseudonyms: restrict
+        access to that file as you would to the identifiers themselves.
+
         Args:
             path: The source location (for the ``folder`` reader, a folder).
             source: A name for the source, stored with each item (``"kaggle-brain-mri"``).
-            reader: The registered reader to use.
-            label_from: For folders: the folder level naming the class.
-            split_from: For folders: the folder level naming the source split.
+            reader: The registered reader to use (:func:`brainlake.list_readers`).
             workers: Threads for reading, decoding and hashing; all cores by default.
             max_pixels: Images with more pixels are rejected.
             progress: Show a progress bar; by default only on a terminal.
-            **reader_options: Further options for the reader.
+            keep_identifiers: Store patient ids as the source gives them,
+                instead of pseudonymised.
+            **reader_options: Options for the reader. For ``folder`` (and
+                ``zip``): ``label_from`` (``"parent"`` by default, or
+                ``"grandparent"`` or ``None``) names the folder level that gives
+                the class, and ``split_from`` (``None`` by default) the level
+                that gives the source split, such as ``Training``/``Testing``.
 
         Returns:
             What was added, what was already there, and what failed.
@@ -282,8 +298,6 @@ class Datalake:
             raise IngestError("source must be a non-empty name, such as 'kaggle-brain-mri'")
         read = get_reader(reader)
         options = dict(reader_options)
-        if reader == "folder":
-            options.update(label_from=label_from, split_from=split_from)
 
         # 1. Start the event and learn which items of this source already exist.
         event_id = uuid.uuid4().hex
@@ -304,6 +318,7 @@ class Datalake:
             workers=workers,
             max_pixels=max_pixels,
             progress=progress,
+            pseudonymise=None if keep_identifiers else self._pseudonym,
         )
 
         # 3. Commit the items in one catalog commit, then record the event.
@@ -311,11 +326,36 @@ class Datalake:
         report.warnings.extend(split_coverage_warnings(rows))
         report.added = rows.num_rows
         report.lake_version = self._catalog.append_items(rows) if rows.num_rows else self.version
-        parameters = {"path": os.fspath(path), "reader": reader, **{k: v for k, v in options.items()}}
+        parameters = {"path": os.fspath(path), "reader": reader, "keep_identifiers": keep_identifiers,
+                      **_effective_options(read, path, options)}
         self._record_event("ingest", event_id, started, source=source, parameters=parameters,
                            summary=report.to_dict(), items_version=report.lake_version)
         logger.info("ingested %d new items from %s into %s", report.added, source, self.url)
         return report
+
+    def _pseudonym(self, identifier: str) -> str:
+        """Return the lake's stable pseudonym for a patient identifier."""
+        digest = hmac.new(self._pseudonym_key(), identifier.encode(), hashlib.sha256).hexdigest()
+        return f"p-{digest[:24]}"
+
+    def _pseudonym_key(self) -> bytes:
+        if self._key is not None:
+            return self._key
+        fs = self._location.fs
+        path = self._location.path(_PSEUDONYM_KEY)
+        if not fs.exists(path):
+            fs.makedirs(self._location.path("secrets"), exist_ok=True)
+            key = secrets.token_bytes(32)
+            if self._location.is_local:
+                try:
+                    with open(path, "xb") as handle:
+                        handle.write(key)
+                except FileExistsError:
+                    pass  # another writer created it first; read theirs below
+            else:
+                fs.pipe_file(path, key)
+        self._key = bytes(fs.cat_file(path))
+        return self._key
 
     def _record_event(
         self,
@@ -420,15 +460,19 @@ class Datalake:
     def verify(self) -> VerifyReport:
         """Check that every item's object exists and hashes to its name.
 
-        Reads every object once, including the checkpoints of recorded runs
-        (reported under the id ``run:<run-id>``). Also lists orphaned objects
-        (stored, but referenced by no item and no run), which an interrupted
-        ingest can leave behind. Nothing is changed.
+        Reads every object once, including the attachments of items (such as
+        tumor masks) and the checkpoints of recorded runs (reported under the
+        id ``run:<run-id>``). Also lists orphaned objects (stored, but
+        referenced by no item and no run), which an interrupted ingest can
+        leave behind. Nothing is changed.
         """
-        table = self.items(["item_id", "sha256"])
+        table = self.items(["item_id", "sha256", "extra"])
         by_digest: dict[str, list[str]] = defaultdict(list)
-        for item_id, digest in zip(table.column("item_id").to_pylist(), table.column("sha256").to_pylist()):
-            by_digest[digest].append(item_id)
+        for row in table.to_pylist():
+            by_digest[row["sha256"]].append(row["item_id"])
+            for key, value in json.loads(row["extra"] or "{}").items():
+                if key.endswith("_sha256") and isinstance(value, str):
+                    by_digest[value].append(row["item_id"])
         for run_id, digest in self._run_checkpoints():
             by_digest[digest].append(f"run:{run_id}")
 
@@ -477,6 +521,19 @@ class Datalake:
         from .mart import open_built_mart
 
         return open_built_mart(self, name, recipe_hash)
+
+
+def _effective_options(read: Any, path: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the reader options as the reader sees them, defaults included, for the event record."""
+    try:
+        bound = inspect.signature(read).bind_partial(path, **options)
+    except (TypeError, ValueError):
+        return dict(options)
+    bound.apply_defaults()
+    values = dict(bound.arguments)
+    values.pop(next(iter(values)), None)  # the path, recorded on its own
+    values.update(values.pop("options", {}) or {})
+    return values
 
 
 def _exact_components(rows: Sequence[Mapping[str, Any]], indices: Sequence[int]) -> list[list[int]]:

@@ -36,6 +36,9 @@ class SourceRecord:
         patient_id: The patient the image belongs to, when known.
         modality: The imaging modality (``"MR"``), when known.
         extra: Source-specific values stored as JSON with the item.
+        attachments: Further byte strings that belong to the image (a tumor
+            mask, say). Each is stored as its own object and its digest is
+            recorded in ``extra`` as ``"<name>_sha256"``.
     """
 
     source_path: str
@@ -45,6 +48,7 @@ class SourceRecord:
     patient_id: str | None = None
     modality: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    attachments: dict[str, Callable[[], bytes]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -118,7 +118,8 @@ class _Prepared:
     sha256: str
     size_bytes: int
     info: Any
-    new_object: bool
+    new_digests: tuple[str, ...]
+    attachment_digests: dict[str, str]
 
 
 def _prepare_one(record: SourceRecord, objects: ObjectStore, max_pixels: int) -> _Prepared | SourceProblem:
@@ -131,11 +132,22 @@ def _prepare_one(record: SourceRecord, objects: ObjectStore, max_pixels: int) ->
     except ImageDecodeError as error:
         return SourceProblem(record.source_path, str(error), "fix or remove the file, then ingest again")
     digest = sha256_hex(data)
+    new_digests: list[str] = []
+    attachment_digests: dict[str, str] = {}
     try:
         _, written = objects.put(data, digest)
+        if written:
+            new_digests.append(digest)
+        for name, read_attachment in sorted(record.attachments.items()):
+            attachment_digest, attachment_written = objects.put(read_attachment())
+            attachment_digests[name] = attachment_digest
+            if attachment_written:
+                new_digests.append(attachment_digest)
     except StorageError as error:
         return SourceProblem(record.source_path, str(error), "check the lake's storage, then ingest again")
-    return _Prepared(record, digest, len(data), info, written)
+    except OSError as error:
+        return SourceProblem(record.source_path, f"an attachment cannot be read: {error}", "check the source file")
+    return _Prepared(record, digest, len(data), info, tuple(new_digests), attachment_digests)
 
 
 def _chunks(items: Iterable[SourceRecord], size: int) -> Iterator[list[SourceRecord]]:
@@ -156,12 +168,14 @@ def prepare_items(
     workers: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool | None = None,
+    pseudonymise: Callable[[str], str] | None = None,
 ) -> pa.Table:
     """Store the objects of a source's new images and return their item rows.
 
     Objects are written before any catalog commit, so a crash leaves at most
     unreferenced objects. Work runs on a thread pool in chunks, so memory contains
     one chunk of image bytes at a time, whatever the size of the source.
+    ``pseudonymise``, when given, replaces each patient id before it is stored.
 
     Returns:
         The new item rows, with :data:`~brainlake.catalog.ITEM_SCHEMA`.
@@ -181,9 +195,9 @@ def prepare_items(
                     report.failed.append(outcome)
                     logger.warning("skipped %s: %s", outcome.source_path, outcome.reason)
                     continue
-                if outcome.new_object:
-                    new_digests.add(outcome.sha256)
-                _add_row(outcome, rows, source, event_id, ingested_at, known_item_ids, report)
+                new_digests.update(outcome.new_digests)
+                if not _add_row(outcome, rows, source, event_id, ingested_at, known_item_ids, pseudonymise):
+                    report.already_present += 1
     finally:
         pool.shutdown(wait=True)
         bar.close()
@@ -207,13 +221,12 @@ def _add_row(
     event_id: str,
     ingested_at: datetime,
     known_item_ids: set[str],
-    report: IngestReport,
-) -> None:
+    pseudonymise: Callable[[str], str] | None,
+) -> bool:
     record = prepared.record
     item_id = item_id_for(source, record.source_path, prepared.sha256)
     if item_id in known_item_ids:
-        report.already_present += 1
-        return
+        return False
     known_item_ids.add(item_id)
     info = prepared.info
     rows.append(
@@ -230,20 +243,23 @@ def _add_row(
             "source": source,
             "source_path": record.source_path,
             "source_split": record.source_split,
-            "patient_id": record.patient_id,
+            "patient_id": pseudonymise(record.patient_id) if pseudonymise and record.patient_id else record.patient_id,
             "modality": record.modality,
             "phash": info.phash,
             "event_id": event_id,
             "ingested_at": ingested_at,
-            "extra": _extra_json(record.extra, info.exif_orientation),
+            "extra": _extra_json(record.extra, info.exif_orientation, prepared.attachment_digests),
         }
     )
+    return True
 
 
-def _extra_json(extra: dict[str, Any], exif_orientation: int | None) -> str | None:
+def _extra_json(extra: dict[str, Any], exif_orientation: int | None, attachments: dict[str, str]) -> str | None:
     values = dict(extra)
     if exif_orientation is not None:
         values["exif_orientation"] = exif_orientation
+    for name, digest in attachments.items():
+        values[f"{name}_sha256"] = digest
     return json.dumps(values, sort_keys=True, ensure_ascii=False) if values else None
 
 
