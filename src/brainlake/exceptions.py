@@ -18,6 +18,7 @@ brainlake, so ``except KeyError`` still works around a registry lookup::
     ├── UnknownModelError (KeyError)
     ├── DuplicateNameError (ValueError)
     ├── UnknownReaderError (KeyError)
+    ├── UnknownDatasetError (KeyError)
     ├── DeviceError (RuntimeError)
     ├── TrainingError (RuntimeError)
     └── MissingDependencyError (ImportError)
@@ -41,6 +42,7 @@ __all__ = [
     "StorageError",
     "TrainingError",
     "UnknownModelError",
+    "UnknownDatasetError",
     "UnknownReaderError",
     "VersionNotFoundError",
 ]
@@ -104,6 +106,13 @@ class DuplicateNameError(BrainlakeError, ValueError):
 
 class UnknownReaderError(BrainlakeError, KeyError):
     """No ingest reader is registered under the requested name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownDatasetError(BrainlakeError, KeyError):
+    """No public dataset is known under the requested name."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""

@@ -43,6 +43,7 @@ from ._version import __version__
 from .exceptions import MartError, MartNotFoundError
 from .imaging import ResizeMode, to_uint8_array
 from .lake import conditions_to_filters
+from .storage import cache_root
 
 if TYPE_CHECKING:
     from .lake import Datalake
@@ -68,14 +69,6 @@ SPLITS = ("train", "val", "test")
 MART_FORMAT = 1
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _PLAN_COLUMNS = ["item_id", "sha256", "label", "source", "source_path", "source_split", "patient_id"]
-
-
-def cache_root() -> Path:
-    """Return the folder where marts of remote lakes are cached (``$BRAINLAKE_CACHE``)."""
-    configured = os.environ.get("BRAINLAKE_CACHE")
-    if configured:
-        return Path(configured)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "brainlake"
 
 
 # Recipe ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import posixpath
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -26,6 +27,7 @@ from .exceptions import StorageError
 
 __all__ = [
     "Location",
+    "cache_root",
     "ObjectStore",
     "delta_storage_options",
     "delta_table_uri",
@@ -36,6 +38,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _OBJECTS_DIR = "objects/sha256"
+
+
+def cache_root() -> Path:
+    """Return brainlake's local cache folder: ``$BRAINLAKE_CACHE``, else ``~/.cache/brainlake``.
+
+    Marts of remote lakes and downloaded datasets are kept there.
+    """
+    configured = os.environ.get("BRAINLAKE_CACHE")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "brainlake"
 
 
 def sha256_hex(data: bytes) -> str:

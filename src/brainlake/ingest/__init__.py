@@ -20,6 +20,7 @@ from ._base import (
     list_readers,
     register_reader,
 )
+from . import archive
 from .folder import read_image_folder
 
 __all__ = [

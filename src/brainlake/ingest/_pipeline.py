@@ -126,7 +126,8 @@ def _prepare_one(record: SourceRecord, objects: ObjectStore, max_pixels: int) ->
     try:
         data = record.read()
     except OSError as error:
-        return SourceProblem(record.source_path, f"cannot be read: {error}", "check the file's permissions")
+        return SourceProblem(record.source_path, f"cannot be read: {error}",
+                             "check that the file is readable and complete")
     try:
         info = inspect_image(data, max_pixels=max_pixels, name=record.source_path)
     except ImageDecodeError as error:
