@@ -21,6 +21,7 @@ from ._base import (
     register_reader,
 )
 from . import archive
+from .figshare import read_figshare_folder
 from .folder import read_image_folder
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "get_reader",
     "is_reader",
     "list_readers",
+    "read_figshare_folder",
     "read_image_folder",
     "register_reader",
 ]

@@ -146,7 +146,7 @@ def _prepare_one(record: SourceRecord, objects: ObjectStore, max_pixels: int) ->
                 new_digests.append(attachment_digest)
     except StorageError as error:
         return SourceProblem(record.source_path, str(error), "check the lake's storage, then ingest again")
-    except OSError as error:
+    except (OSError, ValueError) as error:
         return SourceProblem(record.source_path, f"an attachment cannot be read: {error}", "check the source file")
     return _Prepared(record, digest, len(data), info, tuple(new_digests), attachment_digests)
 
