@@ -281,9 +281,10 @@ class Datalake:
             max_pixels: Images with more pixels are rejected.
             progress: Show a progress bar; by default only on a terminal.
             keep_identifiers: Store patient ids as the source gives them,
-                instead of pseudonymised.
-            **reader_options: Options for the reader. For ``folder`` (and
-                ``zip``): ``label_from`` (``"parent"`` by default, or
+                instead of pseudonymised, and let readers of formats that carry
+                identifiers in the file (DICOM) store it unchanged.
+            **reader_options: Options for the reader. For ``folder``,
+                ``zip`` and ``dicom``: ``label_from`` (``"parent"`` by default, or
                 ``"grandparent"`` or ``None``) names the folder level that gives
                 the class, and ``split_from`` (``None`` by default) the level
                 that gives the source split, such as ``Training``/``Testing``.
@@ -298,6 +299,10 @@ class Datalake:
             raise IngestError("source must be a non-empty name, such as 'kaggle-brain-mri'")
         read = get_reader(reader)
         options = dict(reader_options)
+        if "keep_identifiers" in inspect.signature(read).parameters:
+            # Readers of formats that carry identifiers in the file (DICOM)
+            # remove them from the stored copy unless asked to keep them.
+            options["keep_identifiers"] = keep_identifiers
 
         # 1. Start the event and learn which items of this source already exist.
         event_id = uuid.uuid4().hex

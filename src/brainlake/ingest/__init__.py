@@ -21,6 +21,7 @@ from ._base import (
     register_reader,
 )
 from . import archive
+from .dicom import read_dicom_folder
 from .figshare import read_figshare_folder
 from .folder import read_image_folder
 
@@ -33,6 +34,7 @@ __all__ = [
     "get_reader",
     "is_reader",
     "list_readers",
+    "read_dicom_folder",
     "read_figshare_folder",
     "read_image_folder",
     "register_reader",
