@@ -325,3 +325,46 @@ def test_empty_class_and_missing_split_are_reported(tmp_path: Path, sample_dir: 
     assert "'test'" in report.warnings[0]
     assert "pituitary" in report.warnings[0]
     assert set(lake.items(["label"]).column("label").to_pylist()) == {"glioma", "pituitary"}
+
+
+def test_labels_from_csv_mapping(tmp_path: Path, sample_dir: Path) -> None:
+    source = tmp_path / "flat"
+    source.mkdir()
+    images = sorted((sample_dir / "Training" / "glioma").glob("*.jpg"))[:3]
+    for image in images:
+        shutil.copy(image, source / image.name)
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "path,label\n"
+        f"{images[0].name},Glioma Tumor\n"
+        f"{images[1].name},no tumor\n"
+        "missing.jpg,glioma\n"
+    )
+
+    lake = bl.Datalake(tmp_path / "lake")
+    report = lake.ingest(source, source="s", labels=labels, progress=False)
+    rows = {row["source_path"]: row for row in lake.items(["source_path", "label", "extra"]).to_pylist()}
+
+    assert rows[images[0].name]["label"] == "glioma"
+    assert json.loads(rows[images[0].name]["extra"]) == {"source_label": "Glioma Tumor"}
+    assert rows[images[1].name]["label"] == "notumor"
+    skipped = {problem.source_path: problem.reason for problem in report.skipped}
+    assert "no label" in skipped[images[2].name]
+    assert "not found" in skipped["missing.jpg"]
+    assert report.added == 2
+
+
+def test_labels_mapping_overrides_folders(tmp_path: Path, sample_dir: Path) -> None:
+    source = _copy_sample(sample_dir, tmp_path / "source", count=1)
+    mapping = {path.relative_to(source).as_posix(): "pituitary" for path in source.rglob("*.jpg")}
+    lake = bl.Datalake(tmp_path / "lake")
+    lake.ingest(source, source="s", labels=mapping, progress=False)
+    assert set(lake.items(["label"]).column("label").to_pylist()) == {"pituitary"}
+
+
+def test_label_csv_without_header_is_rejected(tmp_path: Path, sample_dir: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("a.jpg,glioma\n")
+    lake = bl.Datalake(tmp_path / "lake")
+    with pytest.raises(bl.IngestError, match="'path' and 'label'"):
+        lake.ingest(sample_dir, source="s", labels=labels, progress=False)

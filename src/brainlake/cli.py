@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = _add_command(commands, "ingest", "ingest an image folder into a lake (creates the lake if needed)")
     ingest.add_argument("path", help="folder to ingest, e.g. one with Training/<class>/*.jpg")
     ingest.add_argument("--source", required=True, help="name stored with every item, e.g. kaggle-brain-mri")
+    ingest.add_argument("--labels", default=None, metavar="CSV",
+                        help="CSV file with the columns path,label giving each image's class (folder reader); "
+                             "replaces --label-from")
     ingest.add_argument("--reader", default="folder",
                         help="source reader: folder (default), zip, figshare, dicom, or one you registered")
     ingest.add_argument("--keep-identifiers", action="store_true",
@@ -182,6 +185,8 @@ def _run_ingest(arguments: argparse.Namespace) -> int:
     if arguments.reader in ("folder", "zip", "dicom"):
         options["label_from"] = None if arguments.label_from == "none" else arguments.label_from
         options["split_from"] = None if arguments.split_from == "none" else arguments.split_from
+    if arguments.labels is not None:
+        options["labels"] = arguments.labels
     report = lake.ingest(
         arguments.path,
         source=arguments.source,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +48,7 @@ def read_image_folder(
     *,
     label_from: FolderLevel | None = "parent",
     split_from: FolderLevel | None = None,
+    labels: Mapping[str, str] | str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Iterator[SourceRecord | SourceProblem]:
     """Walk an image folder in sorted order and yield one record per image.
@@ -60,6 +63,12 @@ def read_image_folder(
             folder holding the file) or ``"grandparent"``; ``None`` for no label.
         split_from: Which folder level names the source split
             (``Training``/``Testing``), or ``None``.
+        labels: Labels given by the user instead of folder names: a mapping
+            from each image's path inside ``root`` (with ``/`` separators) to
+            its class, or the path of a CSV file with the columns ``path`` and
+            ``label``. When given, ``label_from`` is not used; images missing
+            from it are skipped and reported, and so are entries that name no
+            image in the folder.
         **options: Not accepted; present so every reader has one signature.
 
     Yields:
@@ -77,6 +86,8 @@ def read_image_folder(
     base = Path(root)
     if not base.is_dir():
         raise IngestError(f"source folder {os.fspath(root)!r} does not exist or is not a folder")
+    label_map = _load_labels(labels) if labels is not None else None
+    used: set[str] = set()
 
     for directory, folders, files in os.walk(base):
         current = Path(directory)
@@ -106,7 +117,38 @@ def read_image_folder(
                     f"if it is an image, convert it to one of {', '.join(sorted(IMAGE_EXTENSIONS))}",
                 )
                 continue
-            yield _record(path, relative_path, label_from, split_from)
+            record = _record(path, relative_path, label_from if label_map is None else None, split_from)
+            if label_map is not None:
+                if relative not in label_map:
+                    yield SourceProblem(relative, "no label for this image in the label mapping",
+                                        "add a row for it to the mapping, or remove the image")
+                    continue
+                used.add(relative)
+                given = label_map[relative]
+                extra = dict(record.extra, source_label=given) if canonical_label(given) != given else record.extra
+                record = replace(record, label=canonical_label(given), extra=extra)
+            yield record
+
+    for unmatched in sorted(set(label_map or {}) - used):
+        yield SourceProblem(unmatched, "listed in the label mapping but not found in the folder",
+                            "check the path in the mapping; paths are relative to the folder, with '/'")
+
+
+def _load_labels(labels: Mapping[str, str] | str | os.PathLike[str]) -> dict[str, str]:
+    if isinstance(labels, Mapping):
+        return {str(path).replace("\\", "/"): str(label) for path, label in labels.items()}
+    csv_path = Path(labels)
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or not {"path", "label"} <= set(reader.fieldnames):
+                raise IngestError(
+                    f"label file {os.fspath(csv_path)!r} needs a header with the columns 'path' and 'label', "
+                    f"found {reader.fieldnames!r}"
+                )
+            return {row["path"].strip().replace("\\", "/"): row["label"].strip() for row in reader}
+    except OSError as error:
+        raise IngestError(f"cannot read label file {os.fspath(csv_path)!r}: {error}") from error
 
 
 def _record(
