@@ -71,3 +71,11 @@ def test_every_model_trains_on_real_mart(real_mart: bl.BuiltMart, name: str) -> 
     assert history[0]["train_loss"] is not None
     assert evaluation.num_samples == 282
     assert 0.0 <= evaluation.accuracy <= 1.0
+
+
+def test_real_near_duplicates_contain_exact_groups(real_lake: bl.Datalake) -> None:
+    exact = {frozenset(group.item_ids) for group in real_lake.duplicates()}
+    near = real_lake.duplicates(near=True, max_distance=4)
+    near_sets = [frozenset(group.item_ids) for group in near]
+    assert all(any(members <= group for group in near_sets) for members in exact)
+    assert sum(not group.exact for group in near) > 36
