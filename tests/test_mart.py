@@ -229,3 +229,36 @@ def test_stratified_shares_within_one_item(
         for split, fraction in (("val", val_fraction), ("test", test_fraction)):
             got = Counter(rows[index]["label"] for index in assigned[split])[label]
             assert abs(got - fraction * count) <= 1.0
+
+
+def test_where_ranges_and_nulls(sample_lake: bl.Datalake) -> None:
+    wide = sample_lake.mart("w").where(width__ge=500).plan()
+    assert all(row["sha256"] for rows in wide.splits.values() for row in rows)
+    widths = dict(zip(sample_lake.items(["item_id", "width"]).column("item_id").to_pylist(),
+                      sample_lake.items(["item_id", "width"]).column("width").to_pylist()))
+    planned = [row["item_id"] for rows in wide.splits.values() for row in rows]
+    assert planned
+    assert all(widths[item_id] >= 500 for item_id in planned)
+    assert sample_lake.items(["item_id"], patient_id__isnull=True).num_rows == 56
+    assert sample_lake.items(["item_id"], patient_id__isnull=False).num_rows == 0
+    assert sample_lake.items(["item_id"], label__not_in=["notumor", "glioma"]).num_rows == 28
+
+
+def test_where_rejects_unknown_suffix(sample_lake: bl.Datalake) -> None:
+    with pytest.raises(bl.MartError, match="unknown suffix 'around'"):
+        sample_lake.mart("bad").where(width__around=3)
+
+
+@given(
+    threshold=st.integers(min_value=100, max_value=600),
+    op=st.sampled_from(["lt", "le", "gt", "ge", "ne"]),
+)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_pushed_down_filter_matches_python(sample_lake: bl.Datalake, threshold: int, op: str) -> None:
+    import operator
+
+    compare = {"lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge, "ne": operator.ne}[op]
+    everything = sample_lake.items(["item_id", "width"]).to_pylist()
+    expected = sorted(row["item_id"] for row in everything if compare(row["width"], threshold))
+    found = sorted(sample_lake.items(["item_id"], **{f"width__{op}": threshold}).column("item_id").to_pylist())
+    assert found == expected

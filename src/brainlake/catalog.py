@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 Filter = tuple[str, str, Any]
 """One pushed-down condition: ``(column, op, value)`` with op one of
-``=``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``in``, ``not in``."""
+``=``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``in``, ``not in``, ``is null``
+and ``is not null`` (whose value is ignored)."""
 
 _UTC_MICROS = pa.timestamp("us", tz="UTC")
 
@@ -220,8 +221,13 @@ def _where_clause(filters: Sequence[Filter]) -> str:
         elif op in ("in", "not in"):
             values = ", ".join(_sql_literal(item) for item in value)
             conditions.append(f"{name} {op.upper()} ({values})")
+        elif op in ("is null", "is not null"):
+            conditions.append(f"{name} {op.upper()}")
         else:
-            raise CatalogError(f"unknown filter operator {op!r} on column {column!r}; use =, !=, <, <=, >, >=, in, not in")
+            raise CatalogError(
+                f"unknown filter operator {op!r} on column {column!r}; "
+                "use =, !=, <, <=, >, >=, in, not in, is null or is not null"
+            )
     return " WHERE " + " AND ".join(conditions) if conditions else ""
 
 

@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     items = _add_command(commands, "items", "list items of the catalog")
     items.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
-                       help="keep rows where COLUMN equals VALUE; VALUE may be a comma-separated list; repeatable")
+                       help="keep rows where COLUMN equals VALUE; VALUE may be a comma-separated list; "
+                            "COLUMN__ge=VALUE (also ne, lt, le, gt, not_in, isnull) tests otherwise; repeatable")
     items.add_argument("--columns", default="item_id,label,source_split,source_path",
                        help="comma-separated columns to show")
     items.add_argument("--limit", type=int, default=20, help="rows to show (0 for all; default: 20)")
@@ -155,9 +156,22 @@ def _parse_where(pairs: Sequence[str]) -> dict[str, Any]:
         column, separator, value = pair.partition("=")
         if not separator or not column:
             raise BrainlakeError(f"--where {pair!r} is not COLUMN=VALUE, e.g. --where label=glioma")
-        values = value.split(",")
-        conditions[column] = values if len(values) > 1 else value
+        if column.endswith("__isnull"):
+            conditions[column] = value.strip().lower() in ("true", "1", "yes")
+            continue
+        values = [_cli_value(part) for part in value.split(",")]
+        conditions[column] = values if len(values) > 1 else values[0]
     return conditions
+
+
+def _cli_value(text: str) -> str | int | float:
+    # Numbers on the command line compare with numeric columns (width, height).
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            continue
+    return text
 
 
 def _emit(arguments: argparse.Namespace, payload: Any, text: str) -> None:
@@ -219,7 +233,7 @@ def _run_items(arguments: argparse.Namespace) -> int:
 
 def _known_values_hint(lake: Any, conditions: dict[str, Any]) -> str:
     hints = []
-    for column in sorted(conditions):
+    for column in sorted({key.partition("__")[0] for key in conditions}):
         values = sorted({str(value) for value in lake.items([column]).column(column).to_pylist() if value is not None})
         shown = ", ".join(values[:20]) + (", ..." if len(values) > 20 else "")
         hints.append(f"{column} has the values: {shown or 'none'}")

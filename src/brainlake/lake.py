@@ -123,23 +123,51 @@ class VerifyReport:
         }
 
 
-def conditions_to_filters(conditions: Mapping[str, Any]) -> list[Filter]:
-    """Turn ``column=value`` keywords into catalog filters.
+_SUFFIXES = {"ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "in", "not_in": "not in"}
 
-    A list, tuple, set or frozenset value means membership; ``None`` is not
-    accepted because Delta filters cannot test for null with ``=``.
+
+def conditions_to_filters(conditions: Mapping[str, Any]) -> list[Filter]:
+    """Turn keyword conditions into catalog filters, combined with *and*.
+
+    ``column=value`` tests equality and ``column=[a, b]`` (any list, tuple or
+    set) membership. A suffix chooses another test: ``column__ne``,
+    ``__lt``, ``__le``, ``__gt``, ``__ge``, ``__in``, ``__not_in``, and
+    ``column__isnull=True`` (or ``False``) for missing values. ``column=None``
+    is rejected; use ``__isnull``.
+
+    Example:
+        >>> conditions_to_filters({"width__ge": 256, "patient_id__isnull": False})
+        [('patient_id', 'is not null', None), ('width', '>=', 256)]
+
+    Raises:
+        ValueError: If a suffix or value is invalid; the message names the condition.
     """
     filters: list[Filter] = []
-    for column, value in sorted(conditions.items()):
+    for key, value in sorted(conditions.items()):
+        column, _, suffix = key.partition("__")
+        if suffix == "isnull":
+            if not isinstance(value, bool):
+                raise ValueError(f"condition {key}={value!r} needs True or False")
+            filters.append((column, "is null" if value else "is not null", None))
+            continue
+        if suffix and suffix not in _SUFFIXES:
+            raise ValueError(
+                f"condition {key!r} has an unknown suffix {suffix!r}; use one of "
+                f"{', '.join(sorted([*_SUFFIXES, 'isnull']))}"
+            )
         if value is None:
-            raise ValueError(f"condition {column}=None is not supported; filter on a value or a list of values")
-        if isinstance(value, (list, tuple, set, frozenset)):
-            values = sorted(value, key=str)
+            raise ValueError(f"condition {key}=None is not supported; use {column}__isnull=True")
+        many = isinstance(value, (list, tuple, set, frozenset))
+        op = _SUFFIXES[suffix] if suffix else ("in" if many else "=")
+        if op in ("in", "not in"):
+            values = sorted(value, key=str) if many else [value]
             if not values:
-                raise ValueError(f"condition {column}=[] matches nothing; give at least one value")
-            filters.append((column, "in", values))
+                raise ValueError(f"condition {key}=[] matches nothing; give at least one value")
+            filters.append((column, op, values))
+        elif many:
+            raise ValueError(f"condition {key}={value!r} compares with one value, not a list")
         else:
-            filters.append((column, "=", value))
+            filters.append((column, op, value))
     return filters
 
 

@@ -394,13 +394,19 @@ class Datamart:
     def where(self, **conditions: Any) -> Datamart:
         """Keep only items matching every condition.
 
+        Conditions are pushed into the catalog scan. Calling ``where`` again
+        adds conditions; it never removes earlier ones.
+
         Args:
-            **conditions: ``column=value`` for equality or ``column=[a, b]`` for
-                membership, on any catalog column; pushed into the catalog scan.
+            **conditions: On any catalog column: ``column=value`` (equality),
+                ``column=[a, b]`` (membership), or a suffixed test such as
+                ``width__ge=256``, ``label__not_in=["notumor"]`` or
+                ``patient_id__isnull=False``. The suffixes are ``ne``, ``lt``,
+                ``le``, ``gt``, ``ge``, ``in``, ``not_in`` and ``isnull``.
         """
         from .catalog import ITEM_SCHEMA
 
-        unknown = sorted(set(conditions) - set(ITEM_SCHEMA.names))
+        unknown = sorted({key.partition("__")[0] for key in conditions} - set(ITEM_SCHEMA.names))
         if unknown:
             raise MartError(f"unknown catalog column(s) {unknown!r}; known columns: {', '.join(ITEM_SCHEMA.names)}")
         try:
