@@ -262,3 +262,52 @@ def test_pushed_down_filter_matches_python(sample_lake: bl.Datalake, threshold: 
     expected = sorted(row["item_id"] for row in everything if compare(row["width"], threshold))
     found = sorted(sample_lake.items(["item_id"], **{f"width__{op}": threshold}).column("item_id").to_pylist())
     assert found == expected
+
+
+def test_labels_merge_into_two_classes(sample_lake: bl.Datalake) -> None:
+    mapping = {"glioma": "tumor", "meningioma": "tumor", "pituitary": "tumor", "notumor": "none"}
+    plan = sample_lake.mart("binary").labels(mapping, order=["none", "tumor"]).split(from_source=True).plan()
+    counts = plan.counts()
+    assert plan.classes == ["none", "tumor"]
+    assert counts["test"] == {"none": 3, "tumor": 9}
+    assert plan.leakage["excluded_by_label_map"] == 0
+
+
+def test_labels_list_picks_and_orders(sample_lake: bl.Datalake) -> None:
+    plan = sample_lake.mart("two").labels(["pituitary", "glioma"]).plan()
+    assert plan.classes == ["pituitary", "glioma"]
+    assert plan.leakage["excluded_by_label_map"] == 30
+
+
+def test_labels_order_must_match_classes(sample_lake: bl.Datalake) -> None:
+    with pytest.raises(bl.MartError, match="exactly once"):
+        sample_lake.mart("bad").labels({"glioma": "tumor"}, order=["tumor", "none"])
+
+
+def test_dedupe_keeps_one_item_per_group(sample_lake: bl.Datalake) -> None:
+    plan = sample_lake.mart("dedupe").dedupe().split(from_source=True).plan()
+    kept = [row for rows in plan.splits.values() for row in rows]
+    assert plan.leakage["dropped_as_duplicates"] == 4
+    assert len({row["sha256"] for row in kept}) == len(kept) == 52
+    assert plan.leakage["dropped"] == []
+
+
+def test_near_dedupe_drops_at_least_exact_copies(sample_lake: bl.Datalake) -> None:
+    exact = sample_lake.mart("e").dedupe().plan()
+    near = sample_lake.mart("n").dedupe(near=True, max_distance=4).plan()
+    assert near.leakage["dropped_as_duplicates"] >= exact.leakage["dropped_as_duplicates"]
+
+
+def test_limit_per_class_balances(sample_lake: bl.Datalake) -> None:
+    plan = sample_lake.mart("limit").limit_per_class(5, seed=1).split(val_fraction=0.2, test_fraction=0.2).plan()
+    totals = Counter(row["label"] for rows in plan.splits.values() for row in rows)
+    again = sample_lake.mart("limit").limit_per_class(5, seed=1).split(val_fraction=0.2, test_fraction=0.2).plan()
+    assert set(totals.values()) == {5}
+    assert plan.splits == again.splits
+
+
+def test_new_recipe_options_change_the_hash(sample_lake: bl.Datalake) -> None:
+    base = sample_lake.mart("h")
+    hashes = {base.recipe.hash(), base.dedupe().recipe.hash(), base.limit_per_class(3).recipe.hash(),
+              base.labels(["glioma", "notumor"]).recipe.hash()}
+    assert len(hashes) == 4

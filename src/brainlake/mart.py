@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from ._version import __version__
 from .exceptions import MartError, MartNotFoundError
-from .imaging import ResizeMode, to_uint8_array
+from .imaging import ResizeMode, near_duplicate_components, to_uint8_array
 from .lake import conditions_to_filters
 from .storage import cache_root
 
@@ -68,7 +68,7 @@ SPLITS = ("train", "val", "test")
 
 MART_FORMAT = 1
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_PLAN_COLUMNS = ["item_id", "sha256", "label", "source", "source_path", "source_split", "patient_id"]
+_PLAN_COLUMNS = ["item_id", "sha256", "phash", "label", "source", "source_path", "source_split", "patient_id"]
 
 
 # Recipe ------------------------------------------------------------------------
@@ -117,12 +117,25 @@ class Recipe:
         split: The split specification.
         preprocessing: The preprocessing.
         version: The lake version to read; ``None`` pins the current one at build.
+        label_map: Pairs ``(catalog label, mart class)``; items with other
+            labels are left out. ``None`` keeps every label as it is.
+        class_order: The mart's classes in label-index order; ``None`` sorts them.
+        dedupe: ``"exact"`` or ``"near"`` to keep one item per duplicate group.
+        dedupe_distance: The perceptual-hash distance for ``dedupe="near"``.
+        limit_per_class: Keep at most this many items per class.
+        limit_seed: Seed of the sample that ``limit_per_class`` draws.
     """
 
     filters: tuple[tuple[str, str, Any], ...] = ()
     split: SplitSpec = field(default_factory=SplitSpec)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     version: int | None = None
+    label_map: tuple[tuple[str, str], ...] | None = None
+    class_order: tuple[str, ...] | None = None
+    dedupe: Literal["exact", "near"] | None = None
+    dedupe_distance: int = 4
+    limit_per_class: int | None = None
+    limit_seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the recipe as plain JSON values."""
@@ -131,6 +144,12 @@ class Recipe:
             "split": dataclasses.asdict(self.split),
             "preprocessing": dataclasses.asdict(self.preprocessing),
             "version": self.version,
+            "label_map": [list(pair) for pair in self.label_map] if self.label_map is not None else None,
+            "class_order": list(self.class_order) if self.class_order is not None else None,
+            "dedupe": self.dedupe,
+            "dedupe_distance": self.dedupe_distance,
+            "limit_per_class": self.limit_per_class,
+            "limit_seed": self.limit_seed,
         }
 
     def hash(self) -> str:
@@ -447,6 +466,64 @@ class Datamart:
             raise MartError(f"resize must be 'pad' or 'stretch', got {resize!r}")
         return self._with(preprocessing=Preprocessing(size=size, channels=channels, resize=resize))
 
+    def labels(self, classes: Sequence[str] | Mapping[str, str], *, order: Sequence[str] | None = None) -> Datamart:
+        """Choose, rename or merge classes, and fix their order.
+
+        Args:
+            classes: A list of catalog labels keeps only those classes, in that
+                order. A mapping from catalog label to mart class renames and
+                merges: ``{"glioma": "tumor", "meningioma": "tumor",
+                "pituitary": "tumor", "notumor": "notumor"}`` makes a two-class
+                mart. Items whose label is not named are left out.
+            order: The mart classes in label-index order, for a mapping; by
+                default the order in which the mapping first names them.
+
+        Example:
+            >>> lake.mart("tumor-vs-none").labels(
+            ...     {"glioma": "tumor", "meningioma": "tumor", "pituitary": "tumor", "notumor": "none"})  # doctest: +SKIP
+        """
+        if isinstance(classes, Mapping):
+            pairs = tuple((str(source), str(target)) for source, target in classes.items())
+            targets = list(dict.fromkeys(target for _, target in pairs))
+        else:
+            names = [str(name) for name in classes]
+            if len(set(names)) != len(names):
+                raise MartError(f"labels() got a class more than once: {names!r}")
+            pairs = tuple((name, name) for name in names)
+            targets = names
+        if not pairs:
+            raise MartError("labels() needs at least one class")
+        if order is not None:
+            if sorted(order) != sorted(targets):
+                raise MartError(f"order {list(order)!r} must name each mart class {sorted(targets)!r} exactly once")
+            targets = list(order)
+        return self._with(label_map=pairs, class_order=tuple(targets))
+
+    def dedupe(self, *, exact: bool = True, near: bool = False, max_distance: int = 4) -> Datamart:
+        """Keep one item per group of duplicates before splitting.
+
+        The kept item is the first by source split (train, val, test), then
+        source path, so a copy that occurs in training is the one kept.
+
+        Args:
+            exact: Group items with identical bytes.
+            near: Also group items with near-identical pixels (perceptual hash).
+            max_distance: The largest hash distance in bits that counts as near-identical.
+        """
+        if not 0 <= max_distance <= 64:
+            raise MartError(f"max_distance must be between 0 and 64 bits, got {max_distance!r}")
+        mode: Literal["exact", "near"] | None = "near" if near else ("exact" if exact else None)
+        return self._with(dedupe=mode, dedupe_distance=max_distance)
+
+    def limit_per_class(self, count: int, *, seed: int = 0) -> Datamart:
+        """Keep at most ``count`` items of each class, drawn at random with ``seed``.
+
+        Drawing the same number from every class balances a mart.
+        """
+        if not isinstance(count, int) or count < 1:
+            raise MartError(f"limit_per_class needs a positive count, got {count!r}")
+        return self._with(limit_per_class=count, limit_seed=seed)
+
     def at(self, version: int) -> Datamart:
         """Build from a past lake version instead of the current one."""
         if not isinstance(version, int) or version < 0:
@@ -463,6 +540,7 @@ class Datamart:
         )
         rows = [row for row in table.to_pylist() if row["label"] is not None]
         unlabelled = table.num_rows - len(rows)
+        rows, selection = _select_rows(rows, recipe)
         if not rows:
             raise MartError(
                 f"mart {self._name!r} selects no labelled items (filters {recipe.to_dict()['filters']!r}, "
@@ -472,7 +550,8 @@ class Datamart:
 
         assigned, leakage = plan_splits(rows, recipe.split)
         leakage["unlabelled_skipped"] = unlabelled
-        classes = sorted({row["label"] for row in rows})
+        leakage.update(selection)
+        classes = list(recipe.class_order) if recipe.class_order else sorted({row["label"] for row in rows})
         splits = {
             split: sorted((rows[index] for index in assigned[split]),
                           key=lambda row: (row["label"], row["source_path"], row["item_id"]))
@@ -499,6 +578,50 @@ class Datamart:
             logger.info("reusing mart %s/%s", self._name, recipe_hash)
             return existing
         return _materialize(self._lake, self._name, plan, workers=workers, progress=progress)
+
+
+_SPLIT_RANK = {"train": 0, "val": 1, "test": 2}
+
+
+def _select_rows(rows: list[dict[str, Any]], recipe: Recipe) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Apply the label map, deduplication and per-class limit, in that order."""
+    report = {"excluded_by_label_map": 0, "dropped_as_duplicates": 0, "dropped_by_limit": 0}
+
+    if recipe.label_map is not None:
+        mapping = dict(recipe.label_map)
+        kept = [{**row, "label": mapping[row["label"]]} for row in rows if row["label"] in mapping]
+        report["excluded_by_label_map"] = len(rows) - len(kept)
+        rows = kept
+
+    if recipe.dedupe is not None:
+        rows.sort(key=lambda row: (_SPLIT_RANK.get(row["source_split"], 3), row["source_path"], row["item_id"]))
+        if recipe.dedupe == "near":
+            hashes = [row["phash"] or row["sha256"][:16] for row in rows]
+            components = near_duplicate_components(hashes, recipe.dedupe_distance)
+        else:
+            by_digest: dict[str, list[int]] = defaultdict(list)
+            for index, row in enumerate(rows):
+                by_digest[row["sha256"]].append(index)
+            components = [members for members in by_digest.values() if len(members) > 1]
+        # Rows are in order of preference, so each group keeps its first row.
+        # Identical bytes have identical hashes, so near groups contain exact ones.
+        dropped = {index for members in components for index in sorted(members)[1:]}
+        report["dropped_as_duplicates"] = len(dropped)
+        rows = [row for index, row in enumerate(rows) if index not in dropped]
+
+    if recipe.limit_per_class is not None:
+        rng = np.random.default_rng(recipe.limit_seed)
+        by_label: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in sorted(rows, key=lambda row: (row["label"], row["source_path"], row["item_id"])):
+            by_label[row["label"]].append(row)
+        limited: list[dict[str, Any]] = []
+        for label in sorted(by_label):
+            members = by_label[label]
+            chosen = sorted(rng.permutation(len(members))[: recipe.limit_per_class])
+            limited.extend(members[int(index)] for index in chosen)
+        report["dropped_by_limit"] = len(rows) - len(limited)
+        rows = limited
+    return rows, report
 
 
 def _hashable(filters: Sequence[tuple[str, str, Any]]) -> list[tuple[str, str, Any]]:
