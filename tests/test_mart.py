@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -311,3 +313,60 @@ def test_new_recipe_options_change_the_hash(sample_lake: bl.Datalake) -> None:
     hashes = {base.recipe.hash(), base.dedupe().recipe.hash(), base.limit_per_class(3).recipe.hash(),
               base.labels(["glioma", "notumor"]).recipe.hash()}
     assert len(hashes) == 4
+
+
+def test_kfold_test_splits_partition_items(sample_lake: bl.Datalake) -> None:
+    tests = []
+    for fold in range(4):
+        plan = sample_lake.mart("kfold").split(folds=4, fold=fold, val_fraction=0.2, seed=3).plan()
+        assert plan.leakage["sha256_in_two_splits"] == 0
+        tests.append({row["item_id"] for row in plan.splits["test"]})
+    everything = set().union(*tests)
+    assert sum(len(items) for items in tests) == len(everything) == 56
+
+
+def test_column_split_uses_extra_values(tmp_path: Path, sample_dir: Path) -> None:
+    lake = bl.Datalake(tmp_path / "lake")
+    source = tmp_path / "source"
+    images = sorted((sample_dir / "Training" / "glioma").glob("*.jpg"))[:6] + sorted(
+        (sample_dir / "Training" / "pituitary").glob("*.jpg"))[:6]
+    for image in images:
+        (source / image.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, source / image.parent.name / image.name)
+    lake.ingest(source, source="s", progress=False)
+    folds = {row["item_id"]: index % 3 + 1 for index, row in enumerate(lake.items(["item_id"]).to_pylist())}
+
+    plan = lake.mart("by-fold").split(column="item_id", test_values=[k for k, v in folds.items() if v == 1],
+                                      val_values=[k for k, v in folds.items() if v == 2]).plan()
+    assert {row["item_id"] for row in plan.splits["test"]} == {k for k, v in folds.items() if v == 1}
+    assert {row["item_id"] for row in plan.splits["val"]} == {k for k, v in folds.items() if v == 2}
+
+
+def test_split_rejects_two_ways(sample_lake: bl.Datalake) -> None:
+    with pytest.raises(bl.MartError, match="one of"):
+        sample_lake.mart("bad").split(from_source=True, folds=5)
+    with pytest.raises(bl.MartError, match="test_values"):
+        sample_lake.mart("bad").split(column="extra.cv_fold")
+
+
+def test_column_split_reads_extra_key(tmp_path: Path, sample_dir: Path) -> None:
+    from brainlake.ingest import read_image_folder
+
+    @bl.register_reader("folds-for-tests", override=True)
+    def read_with_folds(root: Any, /, **options: Any) -> Any:
+        for index, entry in enumerate(read_image_folder(root, **options)):
+            if isinstance(entry, bl.SourceRecord):
+                entry = dataclasses.replace(entry, extra={"cv_fold": index % 3 + 1})
+            yield entry
+
+    lake = bl.Datalake(tmp_path / "lake")
+    lake.ingest(sample_dir / "Training", source="s", reader="folds-for-tests", progress=False)
+    plan = lake.mart("cv").split(column="extra.cv_fold", test_values=[1], val_fraction=0.2).plan()
+    fold_one = {row["source_path"] for row in lake.items(["source_path", "extra"]).to_pylist()
+                if json.loads(row["extra"])["cv_fold"] == 1}
+    test_paths = {row["source_path"] for row in plan.splits["test"]}
+    # A fold-1 copy of bytes that also occur in training is dropped, not tested on.
+    dropped = {entry["source_path"] for entry in plan.leakage["dropped"] if entry["from_split"] == "test"}
+    assert test_paths | dropped == fold_one
+    assert not test_paths & dropped
+    assert "val" in plan.splits

@@ -85,12 +85,26 @@ class SplitSpec:
         val_fraction: Share of the (non-test) items that go to validation.
         test_fraction: Share of all items that go to test; only without ``from_source``.
         seed: Seed of the shuffle that assigns groups.
+        folds: Split into this many folds instead: ``fold`` is the test split
+            and validation is carved out of the others.
+        fold: The test fold (0-based) when ``folds`` is set.
+        column: Take the split from a catalog column or an ``extra`` key
+            written ``"extra.<key>"`` (such as figshare's ``"extra.cv_fold"``):
+            items whose value is in ``test_values`` form the test split, those
+            in ``val_values`` validation (carved from the rest when empty).
+        test_values: The ``column`` values that mean test.
+        val_values: The ``column`` values that mean validation.
     """
 
     from_source: bool = False
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0
+    folds: int | None = None
+    fold: int = 0
+    column: str | None = None
+    test_values: tuple[Any, ...] = ()
+    val_values: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -300,6 +314,9 @@ def plan_splits(rows: Sequence[Mapping[str, Any]], spec: SplitSpec) -> tuple[dic
             "so slices of one patient may still land in different splits"
         )
 
+    if spec.folds is not None:
+        return _plan_folds(rows, groups, spec, leakage, spec.folds)
+
     if not spec.from_source:
         if spec.val_fraction + spec.test_fraction >= 1.0:
             raise MartError(
@@ -312,6 +329,40 @@ def plan_splits(rows: Sequence[Mapping[str, Any]], spec: SplitSpec) -> tuple[dic
         return assigned, leakage
 
     return _plan_from_source(rows, groups, spec, leakage)
+
+
+def _plan_folds(
+    rows: Sequence[Mapping[str, Any]],
+    groups: Sequence[Sequence[int]],
+    spec: SplitSpec,
+    leakage: dict[str, Any],
+    folds: int,
+) -> tuple[dict[str, list[int]], dict[str, Any]]:
+    """Deal groups into ``folds`` folds, stratified by label; fold ``spec.fold`` is the test split."""
+    by_label: dict[str, list[Sequence[int]]] = defaultdict(list)
+    for members in groups:
+        by_label[_group_label(rows, members)].append(members)
+
+    rng = np.random.default_rng(spec.seed)
+    test: list[int] = []
+    rest: list[Sequence[int]] = []
+    for label in sorted(by_label):
+        label_groups = by_label[label]
+        sizes = [0] * folds
+        for position in rng.permutation(len(label_groups)):
+            members = label_groups[int(position)]
+            # The smallest fold so far takes the group; ties go to the lowest fold.
+            target = min(range(folds), key=lambda index: (sizes[index], index))
+            sizes[target] += len(members)
+            if target == spec.fold:
+                test.extend(members)
+            else:
+                rest.append(members)
+
+    carved = _assign_groups(rows, rest, {"val": spec.val_fraction}, spec.seed)
+    assigned = {"train": carved["train"], "val": carved["val"], "test": test}
+    leakage.update(groups_crossing_source_splits=0, dropped=[])
+    return assigned, leakage
 
 
 def _plan_from_source(
@@ -441,17 +492,51 @@ class Datamart:
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         seed: int = 0,
+        folds: int | None = None,
+        fold: int = 0,
+        column: str | None = None,
+        test_values: Sequence[Any] = (),
+        val_values: Sequence[Any] = (),
     ) -> Datamart:
         """Choose how items are divided into train, val and test.
 
+        Exactly one way applies: the source's own split (``from_source``),
+        k folds (``folds``), a column's values (``column``), or, by default,
+        seeded random fractions. Every way is stratified by label and assigns
+        whole groups (identical bytes, one patient), so no group spans two
+        splits.
+
         Args:
             from_source: Keep the source's Training/Testing split and carve
-                validation out of Training; otherwise split at random.
+                validation out of Training.
             val_fraction: Share of the non-test items put in validation.
             test_fraction: Share of all items put in test (random split only).
             seed: Seed of the group shuffle.
+            folds: Divide the items into this many folds; fold ``fold`` is the
+                test split. Build one mart per fold for cross-validation.
+            fold: The test fold, from 0 to ``folds - 1``.
+            column: A catalog column, or ``"extra.<key>"`` for a value in the
+                ``extra`` JSON, whose values name the split, such as
+                figshare's patient-level ``"extra.cv_fold"``.
+            test_values: The ``column`` values that put an item in test.
+            val_values: The ``column`` values that put an item in validation;
+                when empty, validation is carved out of the rest.
+
+        Example:
+            >>> lake.mart("figshare-fold1").split(column="extra.cv_fold", test_values=[1])  # doctest: +SKIP
         """
-        spec = SplitSpec(from_source=from_source, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+        ways = sum([from_source, folds is not None, column is not None])
+        if ways > 1:
+            raise MartError("split() takes one of from_source=True, folds=... or column=...; got more than one")
+        if folds is not None and (not isinstance(folds, int) or folds < 2 or not 0 <= fold < folds):
+            raise MartError(f"folds must be at least 2 and fold between 0 and folds - 1, got folds={folds!r}, fold={fold!r}")
+        if column is not None and not test_values:
+            raise MartError(f"split(column={column!r}) needs test_values naming the values that mean test")
+        spec = SplitSpec(
+            from_source=from_source, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+            folds=folds, fold=fold, column=column,
+            test_values=tuple(test_values), val_values=tuple(val_values),
+        )
         _check_fraction("val_fraction", spec.val_fraction)
         _check_fraction("test_fraction", spec.test_fraction)
         return self._with(split=spec)
@@ -535,11 +620,18 @@ class Datamart:
         recipe = self._recipe
         if recipe.version is None:
             recipe = dataclasses.replace(recipe, version=self._lake.version)
+        spec = recipe.split
+        columns = list(_PLAN_COLUMNS)
+        if spec.column is not None:
+            columns.append("extra" if spec.column.startswith("extra.") else spec.column)
         table = self._lake._catalog.items(
-            columns=_PLAN_COLUMNS, filters=[tuple(f) for f in recipe.filters], version=recipe.version
+            columns=list(dict.fromkeys(columns)), filters=[tuple(f) for f in recipe.filters], version=recipe.version
         )
         rows = [row for row in table.to_pylist() if row["label"] is not None]
         unlabelled = table.num_rows - len(rows)
+        if spec.column is not None:
+            rows = [{**row, "source_split": _split_from_column(row, spec)} for row in rows]
+            spec = dataclasses.replace(spec, from_source=True)
         rows, selection = _select_rows(rows, recipe)
         if not rows:
             raise MartError(
@@ -548,7 +640,7 @@ class Datamart:
             )
         rows.sort(key=lambda row: (row["label"], row["source_path"], row["item_id"]))
 
-        assigned, leakage = plan_splits(rows, recipe.split)
+        assigned, leakage = plan_splits(rows, spec)
         leakage["unlabelled_skipped"] = unlabelled
         leakage.update(selection)
         classes = list(recipe.class_order) if recipe.class_order else sorted({row["label"] for row in rows})
@@ -581,6 +673,19 @@ class Datamart:
 
 
 _SPLIT_RANK = {"train": 0, "val": 1, "test": 2}
+
+
+def _split_from_column(row: Mapping[str, Any], spec: SplitSpec) -> str:
+    column = spec.column or ""
+    if column.startswith("extra."):
+        value = json.loads(row.get("extra") or "{}").get(column.removeprefix("extra."))
+    else:
+        value = row.get(column)
+    if value in spec.test_values:
+        return "test"
+    if value in spec.val_values:
+        return "val"
+    return "train"
 
 
 def _select_rows(rows: list[dict[str, Any]], recipe: Recipe) -> tuple[list[dict[str, Any]], dict[str, int]]:
