@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import sys
+import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -425,3 +427,174 @@ def test_mart_from_figshare_items(tmp_path: Path, lake_source: Path) -> None:
         total += images.shape[0]
     assert total == 24
     assert built.leakage["groups"] == 12
+
+
+# The zip download ----------------------------------------------------------------
+
+
+def _zip_bytes(members: Iterable[tuple[str | zipfile.ZipInfo, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _zip_like_download(folder: Path, target: Path, inner: dict[str, list[str]]) -> Path:
+    """Zip ``folder`` as the download is laid out: a zip of inner zips and of the files left over.
+
+    Each key of ``inner`` names an inner zip holding the listed files of
+    ``folder``. The other files of ``folder`` (cvind.mat, README.txt) go into
+    the outer zip beside the inner zips.
+    """
+    packed = {name for names in inner.values() for name in names}
+    members = [
+        (zip_name, _zip_bytes((name, (folder / name).read_bytes()) for name in names))
+        for zip_name, names in inner.items()
+    ]
+    members += [(path.name, path.read_bytes()) for path in sorted(folder.iterdir()) if path.name not in packed]
+    target.write_bytes(_zip_bytes(members))
+    return target
+
+
+@pytest.fixture
+def source_zip(source: Path, tmp_path: Path) -> Path:
+    """The files of ``source`` in two inner zips, with cvind.mat and README.txt in the outer zip."""
+    return _zip_like_download(source, tmp_path / "figshare.zip", {
+        "brainTumorDataPublic_1-3.zip": ["1.mat", "2.mat", "3.mat", "other.mat", ".DS_Store"],
+        "brainTumorDataPublic_5-10.zip": ["5.mat", "10.mat"],
+    })
+
+
+def _by_slice(records: Iterable[bl.SourceRecord]) -> dict[int, tuple[object, ...]]:
+    return {
+        record.extra["slice"]: (record.label, record.patient_id, record.modality, record.extra, record.read(),
+                                record.attachments["tumor_mask"]())
+        for record in records
+    }
+
+
+def test_zip_source_paths(source_zip: Path) -> None:
+    records, _ = _split(read_figshare_folder(source_zip))
+    assert [record.source_path for record in records] == [
+        "brainTumorDataPublic_1-3.zip/1.mat",
+        "brainTumorDataPublic_1-3.zip/2.mat",
+        "brainTumorDataPublic_1-3.zip/3.mat",
+        "brainTumorDataPublic_5-10.zip/10.mat",
+        "brainTumorDataPublic_5-10.zip/5.mat",
+    ]
+
+
+def test_zip_records_match_folder(source: Path, source_zip: Path) -> None:
+    from_folder, _ = _split(read_figshare_folder(source))
+    from_zip, _ = _split(read_figshare_folder(source_zip))
+    assert sorted(_by_slice(from_zip)) == [1, 2, 3, 5, 10]
+    assert _by_slice(from_zip) == _by_slice(from_folder)
+
+
+def test_zip_problems_match_folder(source: Path, source_zip: Path) -> None:
+    _, folder_problems = _split(read_figshare_folder(source))
+    _, zip_problems = _split(read_figshare_folder(source_zip))
+    from_folder = {problem.source_path: (problem.reason, problem.hint) for problem in folder_problems}
+    from_zip = {problem.source_path: (problem.reason, problem.hint) for problem in zip_problems}
+    assert sorted(from_zip) == [
+        "README.txt", "brainTumorDataPublic_1-3.zip/.DS_Store", "brainTumorDataPublic_1-3.zip/other.mat"]
+    assert {path.rsplit("/", 1)[-1]: outcome for path, outcome in from_zip.items()} == from_folder
+
+
+def test_zip_cvind_in_nested_archive(source: Path, tmp_path: Path) -> None:
+    archive = _zip_like_download(source, tmp_path / "figshare.zip", {
+        "brainTumorDataPublic_1-3.zip": ["1.mat", "2.mat", "3.mat"],
+        "brainTumorDataPublic_5-10.zip": ["5.mat", "10.mat", "cvind.mat"],
+    })
+    records, problems = _split(read_figshare_folder(archive))
+    folds = {record.extra["slice"]: record.extra.get("cv_fold") for record in records}
+    assert folds == {1: 1, 2: 1, 3: 4, 5: 5, 10: None}
+    assert "brainTumorDataPublic_5-10.zip/cvind.mat" not in {problem.source_path for problem in problems}
+
+
+def test_zip_hostile_member_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = _write_slice(tmp_path / "1.mat", 1, "100360", seed=1).read_bytes()
+    inner = _zip_bytes([("1.mat", data), (zipfile.ZipInfo("../x.mat"), data)])
+    archive = tmp_path / "figshare.zip"
+    archive.write_bytes(_zip_bytes([("brainTumorDataPublic_1-766.zip", inner)]))
+
+    opened: list[str] = []
+    original_open = zipfile.ZipFile.open
+
+    def recording_open(self: zipfile.ZipFile, name: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(name.filename if isinstance(name, zipfile.ZipInfo) else name)
+        return original_open(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", recording_open)
+    with caplog.at_level("WARNING", logger="brainlake.ingest.archive"):
+        records, problems = _split(read_figshare_folder(archive))
+        masks = [record.attachments["tumor_mask"]() for record in records]
+
+    assert [record.source_path for record in records] == ["brainTumorDataPublic_1-766.zip/1.mat"]
+    assert len(masks) == 1
+    assert [problem.source_path for problem in problems] == ["brainTumorDataPublic_1-766.zip/../x.mat"]
+    assert "'..' segment" in problems[0].reason
+    assert "1.mat" in opened
+    assert "../x.mat" not in opened
+    # The reader walks the archive twice, but warns about the hostile member once.
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "1 member(s)" in warnings[0]
+
+
+def test_zip_oversized_members_reported(source_zip: Path) -> None:
+    # README.txt is under 64 bytes, so only the inner zips and cvind.mat exceed the cap.
+    records, problems = _split(read_figshare_folder(source_zip, max_member_bytes=64))
+    reasons = {problem.source_path: problem.reason for problem in problems}
+    assert records == []
+    assert sorted(reasons) == [
+        "README.txt", "brainTumorDataPublic_1-3.zip", "brainTumorDataPublic_5-10.zip", "cvind.mat"]
+    for name in ("brainTumorDataPublic_1-3.zip", "brainTumorDataPublic_5-10.zip", "cvind.mat"):
+        assert "exceeds max_member_bytes=64" in reasons[name]
+    assert reasons["README.txt"] == "not a MATLAB .mat file (extension '.txt')"
+
+
+def test_folder_rejects_max_member_bytes(source: Path) -> None:
+    with pytest.raises(IngestError, match=r"max_member_bytes applies only to a zip archive"):
+        list(read_figshare_folder(source, max_member_bytes=1024))
+
+
+def test_reader_rejects_other_file(tmp_path: Path) -> None:
+    text = tmp_path / "slices.txt"
+    text.write_text("not an archive")
+    with pytest.raises(IngestError, match=r"slices\.txt' does not exist or is not a folder or a zip archive"):
+        list(read_figshare_folder(text))
+
+
+def test_zip_ingest_matches_folder_ingest(tmp_path: Path, lake_source: Path) -> None:
+    archive = _zip_like_download(lake_source, tmp_path / "figshare.zip", {
+        "brainTumorDataPublic_1-12.zip": [f"{number}.mat" for number in range(1, 13)],
+        "brainTumorDataPublic_13-24.zip": [f"{number}.mat" for number in range(13, 25)],
+    })
+    # One lake for both sources, so both get the same patient pseudonyms.
+    lake = bl.Datalake(tmp_path / "lake")
+    from_folder = lake.ingest(lake_source, source="figshare-folder", reader="figshare", progress=False)
+    from_zip = lake.ingest(archive, source="figshare-zip", reader="figshare", progress=False)
+    again = lake.ingest(archive, source="figshare-zip", reader="figshare", progress=False)
+
+    assert from_folder.added == 24
+    assert from_zip.added == 24
+    assert from_zip.failed == []
+    assert from_zip.skipped == []
+    assert again.added == 0
+    assert again.already_present == 24
+
+    rows = lake.items().to_pylist()
+    folder_rows = {json.loads(row["extra"])["slice"]: row for row in rows if row["source"] == "figshare-folder"}
+    zip_rows = {json.loads(row["extra"])["slice"]: row for row in rows if row["source"] == "figshare-zip"}
+    assert sorted(zip_rows) == list(range(1, 25))
+    assert zip_rows[13]["source_path"] == "brainTumorDataPublic_13-24.zip/13.mat"
+    for column in ("label", "patient_id", "sha256", "format", "width", "height"):
+        assert {number: row[column] for number, row in zip_rows.items()} == {
+            number: row[column] for number, row in folder_rows.items()}, column
+    for key in ("figshare_label", "cv_fold", "tumor_border", "tumor_mask_sha256"):
+        assert {number: json.loads(row["extra"])[key] for number, row in zip_rows.items()} == {
+            number: json.loads(row["extra"])[key] for number, row in folder_rows.items()}, key

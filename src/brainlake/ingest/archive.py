@@ -10,6 +10,9 @@ Nothing is written to disk, so a member name cannot overwrite a file. Names
 that would escape the archive root if extracted (``../x.jpg``, ``/etc/x``,
 ``C:\\x``, backslashes) and symbolic links are still reported, because an
 archive that contains them is damaged or hostile.
+
+:class:`ZipMembers` walks the members and applies these checks. The ``zip``
+reader and the ``figshare`` reader both use it, so both skip the same members.
 """
 
 from __future__ import annotations
@@ -23,8 +26,6 @@ import threading
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -32,7 +33,7 @@ from ..exceptions import IngestError, StorageError
 from ._base import SourceProblem, SourceRecord, canonical_label, canonical_split, register_reader
 from .folder import _LEVELS, IMAGE_EXTENSIONS, FolderLevel, _is_hidden
 
-__all__ = ["DEFAULT_MAX_MEMBER_BYTES", "MAX_NESTING_DEPTH", "read_zip_archive"]
+__all__ = ["DEFAULT_MAX_MEMBER_BYTES", "MAX_NESTING_DEPTH", "ZipMember", "ZipMembers", "read_zip_archive"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,165 @@ class _OpenArchive:
             ) from error
 
 
+class ZipMember:
+    """A file member of a zip archive, or of an archive nested in it, that passed the safety checks.
+
+    Attributes:
+        path: The member's path from the root of the outer archive, prefixed
+            with the path of each nested archive (``inner.zip/Training/glioma/0001.jpg``).
+        name: The member's name inside its own, innermost archive (``Training/glioma/0001.jpg``).
+    """
+
+    __slots__ = ("_archive", "_info", "name", "path")
+
+    def __init__(self, archive: _OpenArchive, info: zipfile.ZipInfo, path: str) -> None:
+        self._archive = archive
+        self._info = info
+        self.name = info.filename
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"ZipMember({self.path!r})"
+
+    def read(self) -> bytes:
+        """Decompress the member and return its bytes, checking its CRC-32.
+
+        The archive that contains the member stays in memory as long as this object exists.
+
+        Raises:
+            StorageError: If the member's data is corrupt, encrypted or uses a
+                compression method this Python cannot decompress.
+        """
+        return self._archive.read(self._info)
+
+
+class ZipMembers:
+    """The file members of a zip archive and of the zip archives nested in it, checked for safety.
+
+    The archive is opened, and ``max_member_bytes`` is checked, when the
+    object is created. Each iteration walks the archive again from the start,
+    in name order within each archive, and yields a :class:`ZipMember` per
+    regular file and a :class:`SourceProblem` per skipped member. Nested
+    archives are walked instead of yielded. Each is read whole into memory
+    while its members are walked, and it stays there as long as one of its
+    :class:`ZipMember` objects exists.
+
+    These members are skipped and reported:
+
+    - hidden or system members and folders (``.DS_Store``, ``__MACOSX/``);
+    - names that escape the archive root, and symbolic links;
+    - encrypted members, and members larger than ``max_member_bytes``;
+    - nested archives that are invalid or deeper than :data:`MAX_NESTING_DEPTH`.
+
+    Args:
+        root: The path of the ``.zip`` file.
+        max_member_bytes: Members whose declared uncompressed size is larger
+            are reported instead of read. Decompression stops at the declared
+            size, so a member that lies about its size cannot exceed the cap.
+
+    Attributes:
+        max_member_bytes: The cap given as ``max_member_bytes``.
+        unsafe_members: How many members the latest walk skipped because their
+            names escape the archive root or they are symbolic links.
+
+    Raises:
+        IngestError: If ``root`` is missing or not a zip archive, or
+            ``max_member_bytes`` is not a positive integer.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], /, *, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> None:
+        if isinstance(max_member_bytes, bool) or not isinstance(max_member_bytes, int) or max_member_bytes <= 0:
+            raise IngestError(f"max_member_bytes must be a positive number of bytes, got {max_member_bytes!r}")
+        self._archive = _open_archive_file(root)
+        self.max_member_bytes = max_member_bytes
+        self.unsafe_members = 0
+
+    @property
+    def name(self) -> str:
+        """The path of the archive, as given."""
+        return self._archive.name
+
+    def __iter__(self) -> Iterator[ZipMember | SourceProblem]:
+        self.unsafe_members = 0
+        return self._walk(self._archive, prefix="", depth=0)
+
+    def log_unsafe_members(self) -> None:
+        """Log one warning if the latest walk skipped members whose names escape the root or that are links."""
+        # One warning per archive, not one per member, because a hostile archive may contain thousands.
+        if self.unsafe_members:
+            logger.warning(
+                "skipped %d member(s) of %s whose names escape the archive root or that are symbolic links",
+                self.unsafe_members,
+                self.name,
+            )
+
+    def _walk(self, archive: _OpenArchive, *, prefix: str, depth: int) -> Iterator[ZipMember | SourceProblem]:
+        reported_folders: set[str] = set()
+        for info in sorted(archive.archive.infolist(), key=lambda member: member.filename):
+            name = info.filename
+            path = prefix + name
+
+            # 1. Names that would escape the archive root are never looked at further.
+            unsafe = _unsafe_name_reason(name)
+            if unsafe is not None:
+                self.unsafe_members += 1
+                yield SourceProblem(path, unsafe, _UNSAFE_HINT)
+                continue
+
+            # 2. Hidden and system entries, reported once per hidden folder as the folder reader does.
+            parts = name.rstrip("/").split("/")
+            hidden = _hidden_folder(parts if info.is_dir() else parts[:-1])
+            if hidden is not None:
+                folder = prefix + hidden + "/"
+                if folder not in reported_folders:
+                    reported_folders.add(folder)
+                    yield SourceProblem(folder, "hidden or system folder skipped")
+                continue
+            if info.is_dir():
+                continue
+            if _is_hidden(parts[-1]):
+                yield SourceProblem(path, "hidden or system file skipped")
+                continue
+
+            # 3. Links, and members that cannot or should not be decompressed.
+            if stat.S_ISLNK(info.external_attr >> 16):
+                self.unsafe_members += 1
+                yield SourceProblem(
+                    path,
+                    "symbolic link member skipped; links inside archives are never followed",
+                    "add the file itself to the archive instead of a link to it",
+                )
+                continue
+            problem = _member_problem(info, path, self.max_member_bytes)
+            if problem is not None:
+                yield problem
+                continue
+
+            # 4. Nested archives are walked in turn, and every other file is yielded.
+            if PurePosixPath(name).suffix.lower() == _ARCHIVE_SUFFIX:
+                yield from self._walk_nested(archive, info, path, depth)
+            else:
+                yield ZipMember(archive, info, path)
+
+    def _walk_nested(
+        self, archive: _OpenArchive, info: zipfile.ZipInfo, path: str, depth: int
+    ) -> Iterator[ZipMember | SourceProblem]:
+        if depth + 1 > MAX_NESTING_DEPTH:
+            yield SourceProblem(
+                path,
+                f"nested archive skipped: more than {MAX_NESTING_DEPTH} levels of archives inside archives",
+                "extract the outer archives, then ingest the inner one",
+            )
+            return
+        try:
+            data = archive.read(info)
+            inner = zipfile.ZipFile(io.BytesIO(data))
+        except (StorageError, zipfile.BadZipFile) as error:
+            yield SourceProblem(path, f"nested archive cannot be read: {error}", "check or remove the nested archive")
+            return
+        yield from self._walk(_OpenArchive(inner, path), prefix=path + "/", depth=depth + 1)
+
+
 @register_reader("zip")
 def read_zip_archive(
     root: str | os.PathLike[str],
@@ -136,13 +296,10 @@ def read_zip_archive(
     for argument, value in (("label_from", label_from), ("split_from", split_from)):
         if value is not None and value not in _LEVELS:
             raise IngestError(f"{argument} must be 'parent', 'grandparent' or None, got {value!r}")
-    if isinstance(max_member_bytes, bool) or not isinstance(max_member_bytes, int) or max_member_bytes <= 0:
-        raise IngestError(f"max_member_bytes must be a positive number of bytes, got {max_member_bytes!r}")
 
-    archive = _open_archive_file(root)
-    logger.info("reading zip archive %s", archive.name)
-    settings = _Settings(label_from, split_from, max_member_bytes)
-    return _walk_reporting_unsafe(archive, settings)
+    members = ZipMembers(root, max_member_bytes=max_member_bytes)
+    logger.info("reading zip archive %s", members.name)
+    return _image_records(members, label_from, split_from)
 
 
 def _open_archive_file(root: str | os.PathLike[str]) -> _OpenArchive:
@@ -161,83 +318,23 @@ def _open_archive_file(root: str | os.PathLike[str]) -> _OpenArchive:
         raise IngestError(f"source archive {path_text!r} cannot be opened as a zip archive: {error}") from error
 
 
-@dataclass
-class _Settings:
-    """The reader options that every level of nested archives uses, and a count for the final warning."""
-
-    label_from: FolderLevel | None
-    split_from: FolderLevel | None
-    max_member_bytes: int
-    unsafe_members: int = 0
-
-
-def _walk_reporting_unsafe(archive: _OpenArchive, settings: _Settings) -> Iterator[SourceRecord | SourceProblem]:
-    yield from _walk(archive, prefix="", depth=0, settings=settings)
-    # One warning per archive, not one per member, because a hostile archive may contain thousands.
-    if settings.unsafe_members:
-        logger.warning(
-            "skipped %d member(s) of %s whose names escape the archive root or that are symbolic links",
-            settings.unsafe_members,
-            archive.name,
-        )
-
-
-def _walk(
-    archive: _OpenArchive, *, prefix: str, depth: int, settings: _Settings
+def _image_records(
+    members: ZipMembers, label_from: FolderLevel | None, split_from: FolderLevel | None
 ) -> Iterator[SourceRecord | SourceProblem]:
-    reported_folders: set[str] = set()
-    for info in sorted(archive.archive.infolist(), key=lambda member: member.filename):
-        name = info.filename
-        path = prefix + name
-
-        # 1. Names that would escape the archive root are never looked at further.
-        unsafe = _unsafe_name_reason(name)
-        if unsafe is not None:
-            settings.unsafe_members += 1
-            yield SourceProblem(path, unsafe, _UNSAFE_HINT)
+    for entry in members:
+        if isinstance(entry, SourceProblem):
+            yield entry
             continue
-
-        # 2. Hidden and system entries, reported once per hidden folder as the folder reader does.
-        parts = name.rstrip("/").split("/")
-        hidden = _hidden_folder(parts if info.is_dir() else parts[:-1])
-        if hidden is not None:
-            folder = prefix + hidden + "/"
-            if folder not in reported_folders:
-                reported_folders.add(folder)
-                yield SourceProblem(folder, "hidden or system folder skipped")
-            continue
-        if info.is_dir():
-            continue
-        if _is_hidden(parts[-1]):
-            yield SourceProblem(path, "hidden or system file skipped")
-            continue
-
-        # 3. Links, and members that cannot or should not be decompressed.
-        if stat.S_ISLNK(info.external_attr >> 16):
-            settings.unsafe_members += 1
-            yield SourceProblem(
-                path,
-                "symbolic link member skipped; links inside archives are never followed",
-                "add the file itself to the archive instead of a link to it",
-            )
-            continue
-        problem = _member_problem(info, path, settings.max_member_bytes)
-        if problem is not None:
-            yield problem
-            continue
-
-        # 4. Nested archives, images, and everything else.
-        suffix = PurePosixPath(name).suffix.lower()
-        if suffix == _ARCHIVE_SUFFIX:
-            yield from _walk_nested(archive, info, path, depth, settings)
-        elif suffix in IMAGE_EXTENSIONS:
-            yield _record(archive, info, path, parts, settings)
+        suffix = PurePosixPath(entry.name).suffix.lower()
+        if suffix in IMAGE_EXTENSIONS:
+            yield _record(entry, label_from, split_from)
         else:
             yield SourceProblem(
-                path,
+                entry.path,
                 f"not an image file (extension {suffix!r})",
                 f"if it is an image, convert it to one of {', '.join(sorted(IMAGE_EXTENSIONS))}",
             )
+    members.log_unsafe_members()
 
 
 def _unsafe_name_reason(name: str) -> str | None:
@@ -277,25 +374,6 @@ def _member_problem(info: zipfile.ZipInfo, path: str, max_member_bytes: int) -> 
     return None
 
 
-def _walk_nested(
-    archive: _OpenArchive, info: zipfile.ZipInfo, path: str, depth: int, settings: _Settings
-) -> Iterator[SourceRecord | SourceProblem]:
-    if depth + 1 > MAX_NESTING_DEPTH:
-        yield SourceProblem(
-            path,
-            f"nested archive skipped: more than {MAX_NESTING_DEPTH} levels of archives inside archives",
-            "extract the outer archives, then ingest the inner one",
-        )
-        return
-    try:
-        data = archive.read(info)
-        inner = zipfile.ZipFile(io.BytesIO(data))
-    except (StorageError, zipfile.BadZipFile) as error:
-        yield SourceProblem(path, f"nested archive cannot be read: {error}", "check or remove the nested archive")
-        return
-    yield from _walk(_OpenArchive(inner, path), prefix=path + "/", depth=depth + 1, settings=settings)
-
-
 def _folder_at(parts: list[str], level: FolderLevel | None) -> str | None:
     if level is None:
         return None
@@ -306,12 +384,11 @@ def _folder_at(parts: list[str], level: FolderLevel | None) -> str | None:
     return folders[-depth]
 
 
-def _record(
-    archive: _OpenArchive, info: zipfile.ZipInfo, path: str, parts: list[str], settings: _Settings
-) -> SourceRecord:
+def _record(member: ZipMember, label_from: FolderLevel | None, split_from: FolderLevel | None) -> SourceRecord:
+    parts = member.name.split("/")
     extra: dict[str, Any] = {}
-    label_folder = _folder_at(parts, settings.label_from)
-    split_folder = _folder_at(parts, settings.split_from)
+    label_folder = _folder_at(parts, label_from)
+    split_folder = _folder_at(parts, split_from)
     label = canonical_label(label_folder) if label_folder else None
     split = canonical_split(split_folder) if split_folder else None
     if label_folder and label != label_folder:
@@ -319,8 +396,8 @@ def _record(
     if split_folder and split != split_folder:
         extra["source_split"] = split_folder
     return SourceRecord(
-        source_path=path,
-        read=partial(archive.read, info),
+        source_path=member.path,
+        read=member.read,
         label=label,
         source_split=split,
         extra=extra,

@@ -13,7 +13,8 @@ Importing this module registers two things:
 * the ``MAT`` array decoder, so the lake decodes stored ``.mat`` objects into
   their int16 slice at ingest and when a mart is built;
 * the ``figshare`` reader, which yields one record per slice with the label,
-  patient id, tumor border, fold and the tumor mask as an attachment.
+  patient id, tumor border, fold and the tumor mask as an attachment. It reads
+  an unpacked folder, or the download's zip of zips in memory.
 
 Both need the ``mat`` extra (h5py for v7.3, scipy for v5), imported only when a
 file is read.
@@ -28,11 +29,12 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+import zipfile
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,6 +43,7 @@ from numpy.typing import NDArray
 from ..exceptions import IngestError, MissingDependencyError
 from ..imaging import ArrayDecoder, register_decoder
 from ._base import SourceProblem, SourceRecord, canonical_label, register_reader
+from .archive import DEFAULT_MAX_MEMBER_BYTES, ZipMember, ZipMembers
 from .folder import _is_hidden
 
 __all__ = [
@@ -276,6 +279,49 @@ class _Slice:
     border: list[float]
 
 
+@dataclass(frozen=True)
+class _SourceFile:
+    """A file of the source: a file under the folder, or a member of the zip archive.
+
+    Attributes:
+        source_path: The path relative to the folder, or inside the archive
+            chain (``brainTumorDataPublic_1-766.zip/1.mat``).
+        folder: The name of the folder that contains the file, or ``None`` at
+            the top of the folder or of the file's innermost archive.
+        location: Where the bytes are read from.
+    """
+
+    source_path: str
+    folder: str | None
+    location: Path | ZipMember
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.source_path).name
+
+    def is_cvind(self) -> bool:
+        return self.name.lower() == _CVIND_NAME
+
+    def read(self) -> bytes:
+        if isinstance(self.location, Path):
+            return self.location.read_bytes()
+        return self.location.read()
+
+    def mat(self) -> bytes | Path:
+        # h5py and scipy open a path themselves, but a zip member must be decompressed into memory first.
+        return self.location if isinstance(self.location, Path) else self.location.read()
+
+
+def _folder_file(path: Path, base: Path) -> _SourceFile:
+    folder = path.parent.name if path.parent != base else None
+    return _SourceFile(path.relative_to(base).as_posix(), folder, path)
+
+
+def _zip_file(member: ZipMember) -> _SourceFile:
+    folders = member.name.split("/")[:-1]
+    return _SourceFile(member.path, folders[-1] if folders else None, member)
+
+
 def _label_code(value: Any) -> int:
     values = np.asarray(value).ravel()
     if values.size != 1 or values.dtype.kind not in "biuf":
@@ -299,8 +345,8 @@ def _patient_id(value: Any) -> str | None:
     return text.strip() or None
 
 
-def _read_slice(path: Path) -> _Slice:
-    with _open_cjdata(path) as struct:
+def _read_slice(file: _SourceFile) -> _Slice:
+    with _open_cjdata(file.mat()) as struct:
         image_shape = struct.shape("image")
         mask_shape = struct.shape("tumorMask")
         if mask_shape != image_shape:
@@ -315,7 +361,7 @@ def _read_slice(path: Path) -> _Slice:
         )
 
 
-def _mask_npy(path: Path) -> bytes:
+def _mask_npy(file: _SourceFile) -> bytes:
     """Read a slice's ``tumorMask`` and return it as ``.npy`` bytes (uint8, MATLAB orientation).
 
     Raises:
@@ -323,26 +369,29 @@ def _mask_npy(path: Path) -> bytes:
             which the ingest pipeline reports as a failed item.
     """
     try:
-        with _open_cjdata(path) as struct:
+        with _open_cjdata(file.mat()) as struct:
             mask = _numeric("tumorMask", struct.value("tumorMask"))
     except (ValueError, KeyError) as error:
         # The reader checked the mask when it listed the file, so this means the file changed since.
-        raise OSError(f"{path}: cjdata.tumorMask is not readable ({error})") from error
+        raise OSError(f"{file.source_path}: cjdata.tumorMask is not readable ({error})") from error
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(mask, dtype=np.uint8), allow_pickle=False)
     return buffer.getvalue()
 
 
-def _read_cv_folds(path: Path) -> list[int]:
+def _read_cv_folds(source: bytes | Path) -> list[int]:
     """Read the fold (1..5) of each slice number from ``cvind.mat``, index 0 being slice 1.
+
+    Args:
+        source: The file's path, or its bytes.
 
     Raises:
         ValueError: If the file has no numeric ``cvind`` vector of whole numbers.
     """
-    head = _head_of(path)
+    head = _head_of(source)
     if _is_v73(head):
         h5py = _import_h5py()
-        with h5py.File(path, "r") as file:
+        with h5py.File(_file_like(source), "r") as file:
             dataset = file.get("cvind")
             if not isinstance(dataset, h5py.Dataset):
                 raise ValueError(f"no 'cvind' vector in the file; its variables are {sorted(file.keys())!r}")
@@ -350,7 +399,7 @@ def _read_cv_folds(path: Path) -> list[int]:
     elif _is_v5(head):
         scipy_io = _import_scipy_io()
         try:
-            variables = scipy_io.loadmat(os.fspath(path), squeeze_me=True, variable_names=["cvind"])
+            variables = scipy_io.loadmat(_file_like(source), squeeze_me=True, variable_names=["cvind"])
         except scipy_io.matlab.MatReadError as error:
             raise ValueError(f"damaged MATLAB v5 file ({error})") from error
         if "cvind" not in variables:
@@ -371,17 +420,18 @@ def _read_cv_folds(path: Path) -> list[int]:
     return [int(fold) for fold in folds]
 
 
-def _slice_number(path: Path) -> int | None:
-    return int(path.stem) if path.stem.isdigit() and int(path.stem) > 0 else None
+def _slice_number(name: str) -> int | None:
+    stem = PurePosixPath(name).stem
+    return int(stem) if stem.isdigit() and int(stem) > 0 else None
 
 
 def _walk_order(name: str) -> tuple[int, int, str]:
     # Slice files in numeric order (2.mat before 10.mat), everything else after them by name.
-    number = _slice_number(Path(name))
+    number = _slice_number(name)
     return (0, number, name) if number is not None else (1, 0, name)
 
 
-def _list_files(base: Path) -> Iterator[Path | SourceProblem]:
+def _list_files(base: Path) -> Iterator[_SourceFile | SourceProblem]:
     """Yield the files under ``base`` in walk order, and a problem for each hidden entry."""
     for directory, folders, files in os.walk(base):
         current = Path(directory)
@@ -395,7 +445,12 @@ def _list_files(base: Path) -> Iterator[Path | SourceProblem]:
             if _is_hidden(name):
                 yield SourceProblem(path.relative_to(base).as_posix(), "hidden or system file skipped")
                 continue
-            yield path
+            yield _folder_file(path, base)
+
+
+def _zip_entries(members: ZipMembers) -> Iterator[_SourceFile | SourceProblem]:
+    for entry in members:
+        yield _zip_file(entry) if isinstance(entry, ZipMember) else entry
 
 
 @register_reader("figshare")
@@ -405,30 +460,48 @@ def read_figshare_folder(
     *,
     label_from: str | None = None,
     split_from: str | None = None,
+    max_member_bytes: int | None = None,
     **options: Any,
 ) -> Iterator[SourceRecord | SourceProblem]:
-    """Walk a folder of figshare brain tumor ``N.mat`` slices and yield one record per slice.
+    """Read the figshare brain tumor ``N.mat`` slices of a folder or zip archive, one record per slice.
 
-    Subfolders are walked too (the download unpacks into four folders of
-    slices), in sorted order with slice files in numeric order. Each record's
-    object is the original ``.mat`` file. Its label comes from
+    ``root`` is a folder of slices or a zip archive of them, such as the
+    download: a zip holding four zips of slices, ``cvind.mat`` and a README.
+    Subfolders are walked, in sorted order with slice files in numeric order.
+    Archives nested in the zip are walked too, in name order, with the zip
+    reader's safety checks (:class:`~brainlake.ingest.archive.ZipMembers`).
+    Nothing is extracted to disk. A member's ``source_path`` is its path inside
+    the archive chain, such as ``brainTumorDataPublic_1-766.zip/1.mat``.
+
+    Each record's object is the original ``.mat`` file. Its label comes from
     ``cjdata.label`` (1 meningioma, 2 glioma, 3 pituitary), its patient id from
     ``cjdata.PID`` and its modality is ``"MR"``. ``extra`` contains
     ``figshare_label`` (the original code), ``slice`` (N), ``tumor_border``
     (the flat list x1, y1, x2, y2, ...) and, when a ``cvind.mat`` is in the
-    tree, ``cv_fold`` (the slice's patient-level fold, 1..5). The tumor mask
+    source, ``cv_fold`` (the slice's patient-level fold, 1..5). The tumor mask
     is attached as ``tumor_mask``: ``.npy`` bytes of a uint8 array of the
     image's shape, read from the file when the lake stores it.
 
     ``cvind.mat`` is read, not ingested. Hidden entries, files other than
     ``.mat``, ``.mat`` files that are not slices (no ``cjdata``), slices
     with an unknown label code and slices whose folder names another class
-    than their label are reported and skipped.
+    than their label are reported and skipped. In a zip archive, so are the
+    members that the zip reader skips as unsafe, encrypted or too large.
+
+    A zip archive is walked twice: once to read ``cvind.mat``, because every
+    slice's record needs its fold, and once for the slices. So each nested
+    archive is decompressed twice, but the walks read one nested archive into
+    memory at a time. It stays there only while records read from it exist.
 
     Args:
-        root: The folder holding the ``.mat`` files.
+        root: The folder holding the ``.mat`` files, or a ``.zip`` file of them.
         label_from: Not accepted (labels come from each file); must be ``None``.
         split_from: Not accepted (the dataset has no splits, only folds); must be ``None``.
+        max_member_bytes: For a zip archive, the cap on a member's declared
+            uncompressed size, nested archives included; larger members are
+            reported instead of read. ``None`` means
+            :data:`~brainlake.ingest.archive.DEFAULT_MAX_MEMBER_BYTES`. Must be
+            ``None`` for a folder.
         **options: Not accepted; present so every reader has one signature.
 
     Yields:
@@ -436,45 +509,100 @@ def read_figshare_folder(
         skipped entry.
 
     Raises:
-        IngestError: If ``root`` is not a folder or an argument is given.
+        IngestError: If ``root`` is neither a folder nor a zip archive, or an
+            argument is invalid.
         MissingDependencyError: If h5py or scipy (the ``mat`` extra) is not installed.
     """
     _check_arguments(label_from, split_from, options)
     base = Path(root)
-    if not base.is_dir():
-        raise IngestError(f"source folder {os.fspath(root)!r} does not exist or is not a folder")
+    if base.is_dir():
+        if max_member_bytes is not None:
+            raise IngestError(
+                f"max_member_bytes applies only to a zip archive, but {os.fspath(root)!r} is a folder; "
+                "leave max_member_bytes out"
+            )
+        _require_mat_extra()
+        yield from _read_folder(base)
+        return
+    if not (base.is_file() and zipfile.is_zipfile(base)):
+        raise IngestError(
+            f"source {os.fspath(root)!r} does not exist or is not a folder or a zip archive; "
+            "pass the folder of .mat files or the dataset's .zip download"
+        )
+    if max_member_bytes is None:
+        max_member_bytes = DEFAULT_MAX_MEMBER_BYTES
+    members = ZipMembers(root, max_member_bytes=max_member_bytes)
     _require_mat_extra()
+    yield from _read_zip(members)
 
+
+def _read_folder(base: Path) -> Iterator[SourceRecord | SourceProblem]:
     # 1. List the tree first, because cvind.mat sorts after the slices it describes.
     entries = list(_list_files(base))
-    cvind_paths = [entry for entry in entries if isinstance(entry, Path) and entry.name.lower() == _CVIND_NAME]
 
-    # 2. Read the folds. A broken cvind.mat is reported and slices then get no fold, and a second one is ignored.
-    folds: list[int] | None = None
-    for position, cvind_path in enumerate(cvind_paths):
-        relative = cvind_path.relative_to(base).as_posix()
-        if position > 0:
-            first = cvind_paths[0].relative_to(base).as_posix()
-            yield SourceProblem(relative, f"second cross-validation file ignored; folds are read from {first!r}",
-                                "keep one cvind.mat in the source")
-            continue
-        try:
-            folds = _read_cv_folds(cvind_path)
-        except (OSError, ValueError) as error:
-            yield SourceProblem(relative, f"cross-validation folds not readable: {error}",
-                                "replace it with the dataset's cvind.mat; slices are ingested without cv_fold")
-            continue
-        logger.info("read the cross-validation folds of %d slices from %s", len(folds), cvind_path)
+    # 2. Read the folds.
+    cvind_files = (entry for entry in entries if isinstance(entry, _SourceFile) and entry.is_cvind())
+    folds, problems = _read_folds(cvind_files, base)
+    yield from problems
 
     # 3. One record per slice, one problem per other entry.
+    yield from _records(entries, folds)
+
+
+def _read_zip(members: ZipMembers) -> Iterator[SourceRecord | SourceProblem]:
+    logger.info("reading figshare zip archive %s", members.name)
+
+    # 1. Read the folds in a first walk, because cvind.mat sorts after the
+    # nested archives of slices. The problems of this walk are reported by the second.
+    cvind_files = (entry for entry in _zip_entries(members) if isinstance(entry, _SourceFile) and entry.is_cvind())
+    folds, problems = _read_folds(cvind_files, members.name)
+    yield from problems
+
+    # 2. One record per slice, one problem per other member.
+    yield from _records(_zip_entries(members), folds)
+    members.log_unsafe_members()
+
+
+def _read_folds(
+    cvind_files: Iterable[_SourceFile], root: str | os.PathLike[str]
+) -> tuple[list[int] | None, list[SourceProblem]]:
+    """Read the folds of the first ``cvind.mat``, and report each further one as ignored.
+
+    A broken ``cvind.mat`` is reported, and the slices then get no fold.
+    """
+    folds: list[int] | None = None
+    first: str | None = None
+    problems: list[SourceProblem] = []
+    for cvind in cvind_files:
+        if first is not None:
+            problems.append(SourceProblem(
+                cvind.source_path, f"second cross-validation file ignored; folds are read from {first!r}",
+                "keep one cvind.mat in the source"))
+            continue
+        first = cvind.source_path
+        try:
+            folds = _read_cv_folds(cvind.mat())
+        except (OSError, ValueError) as error:
+            problems.append(SourceProblem(
+                cvind.source_path, f"cross-validation folds not readable: {error}",
+                "replace it with the dataset's cvind.mat; slices are ingested without cv_fold"))
+            continue
+        logger.info("read the cross-validation folds of %d slices from %s in %s",
+                    len(folds), cvind.source_path, os.fspath(root))
+    return folds, problems
+
+
+def _records(
+    entries: Iterable[_SourceFile | SourceProblem], folds: Sequence[int] | None
+) -> Iterator[SourceRecord | SourceProblem]:
     without_fold = 0
     for entry in entries:
         if isinstance(entry, SourceProblem):
             yield entry
             continue
-        if entry in cvind_paths:
+        if entry.is_cvind():
             continue
-        outcome = _entry(entry, base, folds)
+        outcome = _entry(entry, folds)
         if isinstance(outcome, SourceRecord) and folds is not None and "slice" in outcome.extra \
                 and "cv_fold" not in outcome.extra:
             without_fold += 1
@@ -509,15 +637,16 @@ def _require_mat_extra() -> None:
         ) from error
 
 
-def _entry(path: Path, base: Path, folds: Sequence[int] | None) -> SourceRecord | SourceProblem:
-    relative = path.relative_to(base).as_posix()
-    if path.suffix.lower() != ".mat":
-        return SourceProblem(relative, f"not a MATLAB .mat file (extension {path.suffix!r})",
+def _entry(file: _SourceFile, folds: Sequence[int] | None) -> SourceRecord | SourceProblem:
+    relative = file.source_path
+    suffix = PurePosixPath(file.name).suffix
+    if suffix.lower() != ".mat":
+        return SourceProblem(relative, f"not a MATLAB .mat file (extension {suffix!r})",
                              "the figshare reader ingests only the dataset's N.mat slices")
 
     # 1. Read the slice's metadata. The lake decodes its image later.
     try:
-        found = _read_slice(path)
+        found = _read_slice(file)
     except _NotASliceError as error:
         return SourceProblem(relative, f"not a brain tumor slice: {error}", _NOT_A_SLICE_HINT)
     except _InvalidLabelError as error:
@@ -528,26 +657,26 @@ def _entry(path: Path, base: Path, folds: Sequence[int] | None) -> SourceRecord 
 
     # 2. A class folder around the file must agree with the label inside it.
     label = FIGSHARE_LABELS[found.label_code]
-    folder_label = canonical_label(path.parent.name) if path.parent != base else None
+    folder_label = canonical_label(file.folder) if file.folder is not None else None
     if folder_label in _CLASS_NAMES and folder_label != label:
         return SourceProblem(
             relative,
             f"label mismatch: cjdata.label is {found.label_code} ({label}) but the file is in "
-            f"folder {path.parent.name!r}",
+            f"folder {file.folder!r}",
             "move the file to the folder of its class, or out of the class folders",
         )
 
     # 3. Build the record. The mask is read again only when the lake stores it.
     extra: dict[str, Any] = {"figshare_label": found.label_code, "tumor_border": found.border}
-    number = _slice_number(path)
+    number = _slice_number(file.name)
     if number is not None:
         extra["slice"] = number
         if folds is not None and number <= len(folds):
             extra["cv_fold"] = folds[number - 1]
-    attachments: dict[str, Callable[[], bytes]] = {"tumor_mask": partial(_mask_npy, path)}
+    attachments: dict[str, Callable[[], bytes]] = {"tumor_mask": partial(_mask_npy, file)}
     return SourceRecord(
         source_path=relative,
-        read=path.read_bytes,
+        read=file.read,
         label=label,
         patient_id=found.patient_id,
         modality="MR",
