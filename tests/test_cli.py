@@ -124,3 +124,18 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert payload["duplicate_groups"] == 3
     assert len(payload["mart"]["leakage"]["dropped"]) == 2
     assert 0.0 <= payload["evaluation"]["accuracy"] <= 1.0
+
+
+def test_bad_max_distance_is_a_usage_error(cli_lake: Path) -> None:
+    result = run_cli("duplicates", "--lake", cli_lake, "--max-distance", "65", check=False)
+    assert result.returncode == 2
+    assert "0 to 64" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_reader_creates_no_lake(tmp_path: Path) -> None:
+    result = run_cli("ingest", bl.datasets.sample_path(), "--lake", tmp_path / "lake", "--source", "s",
+                     "--reader", "pacs", check=False)
+    assert result.returncode == 1
+    assert "folder" in result.stderr
+    assert not (tmp_path / "lake").exists()

@@ -44,7 +44,7 @@ def test_empty_file_is_rejected() -> None:
 
 
 def test_text_file_is_rejected() -> None:
-    with pytest.raises(ImageDecodeError, match="not a readable image"):
+    with pytest.raises(ImageDecodeError, match="not an image in a supported format"):
         inspect_image(b"this is not an image\n", name="notes.jpg")
 
 

@@ -85,7 +85,10 @@ def test_bad_files_are_reported_and_good_files_land(tmp_path: Path, sample_dir: 
 
     failed = {problem.source_path: problem for problem in report.failed}
     assert set(failed) == {"Training/glioma/cut off.jpg", "Training/glioma/zero.jpg", "Training/glioma/notes.jpg"}
-    assert all(problem.hint for problem in failed.values())
+    assert "truncated" in failed["Training/glioma/cut off.jpg"].reason
+    assert "empty" in failed["Training/glioma/zero.jpg"].reason
+    assert "not an image" in failed["Training/glioma/notes.jpg"].reason
+    assert not any(problem.reason.startswith("Training/") for problem in failed.values())
     skipped = {problem.source_path for problem in report.skipped}
     assert skipped == {"Training/glioma/notes.txt", "Training/.DS_Store", ".ipynb_checkpoints/"}
     assert report.added == 8
@@ -348,10 +351,12 @@ def test_labels_from_csv_mapping(tmp_path: Path, sample_dir: Path) -> None:
     assert rows[images[0].name]["label"] == "glioma"
     assert json.loads(rows[images[0].name]["extra"]) == {"source_label": "Glioma Tumor"}
     assert rows[images[1].name]["label"] == "notumor"
+    failed = {problem.source_path: problem.reason for problem in report.failed}
     skipped = {problem.source_path: problem.reason for problem in report.skipped}
-    assert "no label" in skipped[images[2].name]
+    assert "no label" in failed[images[2].name]
     assert "not found" in skipped["missing.jpg"]
     assert report.added == 2
+    assert report.seen == 3
 
 
 def test_labels_mapping_overrides_folders(tmp_path: Path, sample_dir: Path) -> None:
@@ -368,3 +373,50 @@ def test_label_csv_without_header_is_rejected(tmp_path: Path, sample_dir: Path) 
     lake = bl.Datalake(tmp_path / "lake")
     with pytest.raises(bl.IngestError, match="'path' and 'label'"):
         lake.ingest(sample_dir, source="s", labels=labels, progress=False)
+
+
+def test_label_csv_path_forms_match(tmp_path: Path, sample_dir: Path) -> None:
+    source = tmp_path / "flat"
+    source.mkdir()
+    first, second = sorted((sample_dir / "Training" / "glioma").glob("*.jpg"))[:2]
+    shutil.copy(first, source / first.name)
+    shutil.copy(second, source / second.name)
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"path,label\n./{first.name},glioma\n{source / second.name},pituitary\n")
+    lake = bl.Datalake(tmp_path / "lake")
+    report = lake.ingest(source, source="s", labels=labels, progress=False)
+    assert report.failed == []
+    assert report.skipped == []
+    assert sorted(lake.items(["label"]).column("label").to_pylist()) == ["glioma", "pituitary"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [("a.jpg,glioma\na.jpg,notumor\n", "labelled both 'glioma' and 'notumor'"),
+     ("a.jpg,\n", "label of 'a.jpg' is empty")],
+)
+def test_label_csv_conflicts_are_rejected(tmp_path: Path, rows: str, message: str) -> None:
+    (tmp_path / "flat").mkdir()
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\n" + rows)
+    lake = bl.Datalake(tmp_path / "lake")
+    with pytest.raises(bl.IngestError, match=message):
+        lake.ingest(tmp_path / "flat", source="s", labels=labels, progress=False)
+
+
+def test_folder_reader_points_zip_to_zip_reader(tmp_path: Path) -> None:
+    import zipfile
+
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("a.txt", "x")
+    lake = bl.Datalake(tmp_path / "lake")
+    with pytest.raises(bl.IngestError, match="reader='zip'"):
+        lake.ingest(archive, source="s", progress=False)
+
+
+def test_invalid_query_raises_query_error(sample_lake: bl.Datalake) -> None:
+    with pytest.raises(bl.QueryError, match="max_distance"):
+        sample_lake.duplicates(near=True, max_distance=-1)
+    with pytest.raises(bl.QueryError, match="isnull"):
+        sample_lake.items(patient_id=None)

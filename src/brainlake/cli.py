@@ -52,7 +52,8 @@ def _add_common(parser: argparse.ArgumentParser, *, lake: bool = True) -> None:
     if lake:
         parser.add_argument("--lake", required=True, help="lake root: a folder or an fsspec URL such as s3://bucket/lake")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
-    parser.add_argument("--quiet", "-q", action="store_true", help="print only the result; no progress bars or log lines")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="print only the result: no progress bars, and no log lines below errors")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ingest = _add_command(commands, "ingest", "ingest an image folder into a lake (creates the lake if needed)")
-    ingest.add_argument("path", help="folder to ingest, e.g. one with Training/<class>/*.jpg")
+    ingest.add_argument("path", help="what to ingest: a folder such as one with Training/<class>/*.jpg, "
+                        "or a zip archive with --reader zip")
     ingest.add_argument("--source", required=True, help="name stored with every item, e.g. kaggle-brain-mri")
     ingest.add_argument("--labels", default=None, metavar="CSV",
                         help="CSV file with the columns path,label giving each image's class (folder reader); "
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "COLUMN__ge=VALUE (also ne, lt, le, gt, not_in, isnull) tests otherwise; repeatable")
     items.add_argument("--columns", default="item_id,label,source_split,source_path",
                        help="comma-separated columns to show")
-    items.add_argument("--limit", type=int, default=20, help="rows to show (0 for all; default: 20)")
+    items.add_argument("--limit", type=_count, default=20, help="rows to show (0 for all; default: 20)")
     _add_common(items)
 
     history = _add_command(commands, "history", "list the lake's events (ingests, mart builds, runs)")
@@ -96,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     duplicates = _add_command(commands, "duplicates", "list groups of items with identical bytes or near-identical pixels")
     duplicates.add_argument("--near", action="store_true",
                             help="also group near-identical images (re-encoded or resized copies) by perceptual hash")
-    duplicates.add_argument("--max-distance", type=int, default=4,
-                            help="largest perceptual-hash distance in bits that counts as near-identical (default: 4)")
+    duplicates.add_argument("--max-distance", type=_bits, default=None,
+                            help="largest perceptual-hash distance in bits, 0 to 64, that counts as "
+                                 "near-identical; implies --near (default: 4)")
     _add_common(duplicates)
 
     verify = _add_command(commands, "verify", "check that every item's object exists and is intact")
@@ -150,6 +153,20 @@ def _add_training_options(parser: argparse.ArgumentParser, *, epochs: int = 8, b
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling (default: 0)")
 
 
+def _bits(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be a whole number of bits from 0 to 64, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
 def _parse_where(pairs: Sequence[str]) -> dict[str, Any]:
     conditions: dict[str, Any] = {}
     for pair in pairs:
@@ -192,8 +209,12 @@ def _progress(arguments: argparse.Namespace) -> bool | None:
 def _run_ingest(arguments: argparse.Namespace) -> int:
     from .lake import Datalake
 
+    from .ingest import is_reader, list_readers
+
     if not Path(arguments.path).exists():
         raise BrainlakeError(f"source {arguments.path!r} does not exist; check the path")
+    if not is_reader(arguments.reader):
+        raise BrainlakeError(f"unknown reader {arguments.reader!r}; readers: {', '.join(list_readers())}")
     lake = Datalake(arguments.lake)
     options: dict[str, Any] = {}
     if arguments.reader in ("folder", "zip", "dicom"):
@@ -261,16 +282,18 @@ def _run_duplicates(arguments: argparse.Namespace) -> int:
 
     from .lake import Datalake
 
-    groups = Datalake.open(arguments.lake).duplicates(near=arguments.near, max_distance=arguments.max_distance)
+    near = arguments.near or arguments.max_distance is not None
+    distance = 4 if arguments.max_distance is None else arguments.max_distance
+    groups = Datalake.open(arguments.lake).duplicates(near=near, max_distance=distance)
     spanning = sum(group.spans_splits for group in groups)
     lines = [f"{'sha256':<12}  source paths"]
     lines += [f"{group.sha256[:12]}  {'  '.join(group.source_paths)}" for group in groups]
-    kind = "near-identical images" if arguments.near else "identical bytes"
+    kind = "near-identical images" if near else "identical bytes"
     lines.append(
         f"{len(groups)} groups of {kind}, {sum(group.extra_copies for group in groups)} extra copies, "
         f"{spanning} groups spanning source splits"
     )
-    if arguments.near:
+    if near:
         lines.append(f"{sum(not group.exact for group in groups)} of these groups join different objects")
     payload = [{**asdict(group), "exact": group.exact} for group in groups]
     _emit(arguments, payload, "\n".join(lines))
@@ -425,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.WARNING if arguments.quiet or arguments.json else logging.INFO,
+        level=logging.ERROR if arguments.quiet else logging.WARNING if arguments.json else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

@@ -8,6 +8,7 @@ brainlake, so ``except KeyError`` still works around a registry lookup::
     ├── LakeError
     │   ├── LakeNotFoundError (FileNotFoundError)
     │   ├── LakeFormatError (ValueError)
+    │   ├── QueryError (ValueError)
     │   └── CatalogError
     │       └── VersionNotFoundError (LookupError)
     ├── StorageError (OSError)
@@ -39,6 +40,7 @@ __all__ = [
     "MartError",
     "MartNotFoundError",
     "MissingDependencyError",
+    "QueryError",
     "StorageError",
     "TrainingError",
     "UnknownModelError",
@@ -62,6 +64,10 @@ class LakeNotFoundError(LakeError, FileNotFoundError):
 
 class LakeFormatError(LakeError, ValueError):
     """The location contains something that is not a lake this version can read."""
+
+
+class QueryError(LakeError, ValueError):
+    """A condition or argument of a lake query (items, duplicates) is invalid."""
 
 
 class CatalogError(LakeError):

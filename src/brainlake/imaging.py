@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .exceptions import DuplicateNameError, ImageDecodeError, MissingDependencyError
 
@@ -99,11 +99,17 @@ def _open(
             "downscale the file before ingesting it"
         ) from error
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageDecodeError(
-            f"{name}: not a readable image ({error}); check that the file is complete "
-            "and in a supported format (JPEG, PNG, BMP, TIFF)"
-        ) from error
+        raise ImageDecodeError(f"{name}: {_decode_failure(error)}") from error
     return image
+
+
+def _decode_failure(error: Exception) -> str:
+    """Describe a Pillow failure in stable words (Pillow's own text can hold memory addresses)."""
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image in a supported format (JPEG, PNG, BMP, TIFF); convert it or remove it"
+    if "truncated" in str(error).lower():
+        return "the image data ends early (the file is truncated); copy the file again from its source"
+    return f"the image cannot be decoded ({error}); check that the file is complete, or remove it"
 
 
 def _open_header(data: bytes, *, max_pixels: int, name: str) -> Image.Image:
@@ -119,10 +125,7 @@ def _open_header(data: bytes, *, max_pixels: int, name: str) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as error:
         if not data:
             raise ImageDecodeError(f"{name}: the file is empty (0 bytes); re-export or remove it") from error
-        raise ImageDecodeError(
-            f"{name}: not a readable image ({error}); check that the file is complete "
-            "and in a supported format (JPEG, PNG, BMP, TIFF)"
-        ) from error
+        raise ImageDecodeError(f"{name}: {_decode_failure(error)}") from error
 
 
 def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image") -> ImageInfo:

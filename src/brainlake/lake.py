@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from ._version import __version__
 from .catalog import Catalog, Filter
-from .exceptions import IngestError, LakeFormatError, LakeNotFoundError, StorageError
+from .exceptions import IngestError, LakeFormatError, LakeNotFoundError, QueryError, StorageError
 from .imaging import DEFAULT_MAX_PIXELS, near_duplicate_components
 from .ingest import get_reader
 from .ingest._pipeline import IngestReport, prepare_items, split_coverage_warnings
@@ -448,7 +448,11 @@ class Datalake:
         Example:
             >>> lake.items(["source_path", "label"], label="glioma")  # doctest: +SKIP
         """
-        return self._catalog.items(columns=columns, filters=conditions_to_filters(where), version=version)
+        try:
+            filters = conditions_to_filters(where)
+        except ValueError as error:
+            raise QueryError(str(error)) from error
+        return self._catalog.items(columns=columns, filters=filters, version=version)
 
     def read_object(self, sha256: str) -> bytes:
         """Return the raw bytes of a stored object."""
@@ -475,6 +479,8 @@ class Datalake:
         Returns:
             One group per set of two or more items, sorted by their smallest digest.
         """
+        if not isinstance(max_distance, int) or not 0 <= max_distance <= 64:
+            raise QueryError(f"max_distance must be a whole number of bits from 0 to 64, got {max_distance!r}")
         table = self.items(["item_id", "sha256", "phash", "source_path", "source_split", "label"], **where)
         rows = table.to_pylist()
         if near:

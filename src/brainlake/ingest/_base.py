@@ -59,11 +59,16 @@ class SourceProblem:
         source_path: The entry's path inside the source.
         reason: Why it was not ingested.
         hint: What the user can do about it.
+        failed: Whether the entry is an image that should have landed (an
+            image without a label in a given mapping, say), as opposed to an
+            entry that is rightly passed over (a hidden file). Failed entries
+            are listed with the failures of the ingest report.
     """
 
     source_path: str
     reason: str
     hint: str = ""
+    failed: bool = False
 
 
 class Reader(Protocol):

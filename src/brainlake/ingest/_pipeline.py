@@ -93,7 +93,8 @@ class IngestReport:
             hint = f" ({problem.hint})" if problem.hint else ""
             lines.append(f"  failed: {problem.source_path}: {problem.reason}{hint}")
         for problem in self.skipped[:_SKIPPED_SHOWN]:
-            lines.append(f"  skipped: {problem.source_path}: {problem.reason}")
+            hint = f" ({problem.hint})" if problem.hint else ""
+            lines.append(f"  skipped: {problem.source_path}: {problem.reason}{hint}")
         if len(self.skipped) > _SKIPPED_SHOWN:
             lines.append(f"  ... and {len(self.skipped) - _SKIPPED_SHOWN} more skipped entries (see report.skipped)")
         return "\n".join(lines)
@@ -131,7 +132,9 @@ def _prepare_one(record: SourceRecord, objects: ObjectStore, max_pixels: int) ->
     try:
         info = inspect_image(data, max_pixels=max_pixels, name=record.source_path)
     except ImageDecodeError as error:
-        return SourceProblem(record.source_path, str(error), "fix or remove the file, then ingest again")
+        # The message starts with the path and ends with its own advice.
+        reason = str(error).removeprefix(f"{record.source_path}: ")
+        return SourceProblem(record.source_path, reason, failed=True)
     digest = sha256_hex(data)
     new_digests: list[str] = []
     attachment_digests: dict[str, str] = {}
@@ -194,7 +197,7 @@ def prepare_items(
                 bar.update(1)
                 if isinstance(outcome, SourceProblem):
                     report.failed.append(outcome)
-                    logger.warning("skipped %s: %s", outcome.source_path, outcome.reason)
+                    logger.warning("failed to ingest %s: %s", outcome.source_path, outcome.reason)
                     continue
                 new_digests.update(outcome.new_digests)
                 if not _add_row(outcome, rows, source, event_id, ingested_at, known_item_ids, pseudonymise):
@@ -209,7 +212,12 @@ def prepare_items(
 def _records_only(entries: Iterable[SourceRecord | SourceProblem], report: IngestReport) -> Iterator[SourceRecord]:
     for entry in entries:
         if isinstance(entry, SourceProblem):
-            report.skipped.append(entry)
+            if entry.failed:
+                report.seen += 1
+                report.failed.append(entry)
+                logger.warning("failed to ingest %s: %s", entry.source_path, entry.reason)
+            else:
+                report.skipped.append(entry)
             continue
         report.seen += 1
         yield entry

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -66,9 +67,11 @@ def read_image_folder(
         labels: Labels given by the user instead of folder names: a mapping
             from each image's path inside ``root`` (with ``/`` separators) to
             its class, or the path of a CSV file with the columns ``path`` and
-            ``label``. When given, ``label_from`` is not used; images missing
-            from it are skipped and reported, and so are entries that name no
-            image in the folder.
+            ``label``. Paths are relative to ``root`` (``./`` and absolute paths
+            inside ``root`` are accepted too). When given, ``label_from`` is not
+            used; images missing from it are reported as failed, and entries
+            that name no image in the folder as skipped. A path listed twice
+            with different labels, or with an empty label, is rejected.
         **options: Not accepted; present so every reader has one signature.
 
     Yields:
@@ -84,9 +87,11 @@ def read_image_folder(
         if value is not None and value not in _LEVELS:
             raise IngestError(f"{argument} must be 'parent', 'grandparent' or None, got {value!r}")
     base = Path(root)
+    if base.is_file() and zipfile.is_zipfile(base):
+        raise IngestError(f"{os.fspath(root)!r} is a zip archive; ingest it with reader='zip' (--reader zip)")
     if not base.is_dir():
         raise IngestError(f"source folder {os.fspath(root)!r} does not exist or is not a folder")
-    label_map = _load_labels(labels) if labels is not None else None
+    label_map = _load_labels(labels, base) if labels is not None else None
     used: set[str] = set()
 
     for directory, folders, files in os.walk(base):
@@ -121,7 +126,7 @@ def read_image_folder(
             if label_map is not None:
                 if relative not in label_map:
                     yield SourceProblem(relative, "no label for this image in the label mapping",
-                                        "add a row for it to the mapping, or remove the image")
+                                        "add a row for it to the mapping, or remove the image", failed=True)
                     continue
                 used.add(relative)
                 given = label_map[relative]
@@ -134,21 +139,51 @@ def read_image_folder(
                             "check the path in the mapping; paths are relative to the folder, with '/'")
 
 
-def _load_labels(labels: Mapping[str, str] | str | os.PathLike[str]) -> dict[str, str]:
+def _load_labels(labels: Mapping[str, str] | str | os.PathLike[str], base: Path) -> dict[str, str]:
     if isinstance(labels, Mapping):
-        return {str(path).replace("\\", "/"): str(label) for path, label in labels.items()}
-    csv_path = Path(labels)
+        entries = [(str(path), str(label), f"key {path!r}") for path, label in labels.items()]
+        origin = "the label mapping"
+    else:
+        entries = _read_label_csv(Path(labels))
+        origin = f"label file {os.fspath(labels)!r}"
+
+    mapping: dict[str, str] = {}
+    for path, label, where in entries:
+        relative = _relative_to(path.strip(), base)
+        if not label.strip():
+            raise IngestError(f"{origin}, {where}: the label of {path!r} is empty; give every listed image a class")
+        if relative in mapping and mapping[relative] != label.strip():
+            raise IngestError(
+                f"{origin}, {where}: {path!r} is labelled both {mapping[relative]!r} and {label.strip()!r}; "
+                "keep one row per image"
+            )
+        mapping[relative] = label.strip()
+    return mapping
+
+
+def _read_label_csv(path: Path) -> list[tuple[str, str, str]]:
     try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             if reader.fieldnames is None or not {"path", "label"} <= set(reader.fieldnames):
                 raise IngestError(
-                    f"label file {os.fspath(csv_path)!r} needs a header with the columns 'path' and 'label', "
+                    f"label file {os.fspath(path)!r} needs a header with the columns 'path' and 'label', "
                     f"found {reader.fieldnames!r}"
                 )
-            return {row["path"].strip().replace("\\", "/"): row["label"].strip() for row in reader}
+            return [(row["path"] or "", row["label"] or "", f"line {reader.line_num}") for row in reader]
     except OSError as error:
-        raise IngestError(f"cannot read label file {os.fspath(csv_path)!r}: {error}") from error
+        raise IngestError(f"cannot read label file {os.fspath(path)!r}: {error}") from error
+
+
+def _relative_to(path: str, base: Path) -> str:
+    """Normalise a listed path to the form the reader uses: relative to ``base``, with ``/``."""
+    candidate = Path(path.replace("\\", "/"))
+    if candidate.is_absolute():
+        try:
+            candidate = candidate.resolve().relative_to(base.resolve())
+        except ValueError:
+            return candidate.as_posix()
+    return candidate.as_posix().removeprefix("./")
 
 
 def _record(
