@@ -370,3 +370,26 @@ def test_column_split_reads_extra_key(tmp_path: Path, sample_dir: Path) -> None:
     assert test_paths | dropped == fold_one
     assert not test_paths & dropped
     assert "val" in plan.splits
+
+
+def test_augmented_loader_is_seeded_per_epoch(sample_lake: bl.Datalake) -> None:
+    built = _source_mart(sample_lake, "augmented").build(progress=False)
+    plain = [images for images, _ in built.loader("train", batch_size=8, seed=2)]
+    loader = built.loader("train", batch_size=8, seed=2, augment=True)
+    first_epoch = [images for images, _ in loader]
+    second_epoch = [images for images, _ in loader]
+    again = [images for images, _ in built.loader("train", batch_size=8, seed=2, augment=True)]
+
+    assert len(loader) == len(plain)
+    assert first_epoch[0].shape == plain[0].shape
+    assert not torch.equal(first_epoch[0], plain[0])
+    assert not torch.equal(first_epoch[0], second_epoch[0])
+    assert all(torch.equal(left, right) for left, right in zip(first_epoch, again))
+
+
+def test_augmented_loader_trains(sample_lake: bl.Datalake) -> None:
+    built = _source_mart(sample_lake, "augmented-train").build(progress=False)
+    model = bl.create_model("cnn1", num_classes=len(built.classes))
+    trainer = bl.Trainer(model, device="cpu", max_epochs=1, progress=False)
+    history = trainer.fit(built.loader("train", batch_size=8, shuffle=True, augment=True))
+    assert history[0]["train_loss"] is not None

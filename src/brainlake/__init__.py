@@ -47,6 +47,7 @@ from .ingest._pipeline import IngestReport
 from .lake import Datalake, DuplicateGroup, VerifyReport
 
 if TYPE_CHECKING:
+    from .augment import Augmentation
     from .mart import BuiltMart, Datamart, MartDataset, MartPlan
     from .models import ModelCard, create_model, is_model, list_models, model_card, register_model
     from .runs import RunRecord, list_runs, load_run, record_run
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 # Names whose modules import PyTorch are loaded on first use, so that the lake
 # and the CLI's catalog commands start without paying for the torch import.
 _LAZY_MODULES = {
+    "Augmentation": "augment",
     **dict.fromkeys(["BuiltMart", "Datamart", "MartDataset", "MartPlan"], "mart"),
     **dict.fromkeys(["ModelCard", "create_model", "is_model", "list_models", "model_card", "register_model"],
                     "models"),
@@ -77,6 +79,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Augmentation",
     "BrainlakeError",
     "BuiltMart",
     "CatalogError",

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from ._version import __version__
 from .exceptions import MartError, MartNotFoundError
+from .augment import Augmentation, seeded_generator
 from .imaging import ResizeMode, near_duplicate_components, to_uint8_array
 from .lake import conditions_to_filters
 from .storage import cache_root
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SPLITS",
+    "AugmentedLoader",
     "BuiltMart",
     "Datamart",
     "MartDataset",
@@ -1027,6 +1029,51 @@ def _keep_batch(batch: Any) -> Any:
     return batch
 
 
+class AugmentedLoader:
+    """A mart loader that moves each batch to a device and augments it there.
+
+    Iterate it like a :class:`~torch.utils.data.DataLoader`; each pass over it
+    is one epoch, with its own seeded augmentation stream.
+
+    Args:
+        loader: The loader yielding ``(images, labels)`` batches.
+        augmentation: The batch augmentation, or ``None`` to only move batches.
+        seed: Seed of the augmentation streams.
+        device: Where batches go before augmentation; they stay where they are when ``None``.
+    """
+
+    def __init__(
+        self,
+        loader: DataLoader[tuple[torch.Tensor, int]],
+        augmentation: Augmentation | None,
+        *,
+        seed: int = 0,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.loader = loader
+        self.augmentation = augmentation
+        self.device = torch.device(device) if device is not None else None
+        self._seed = seed
+        self._epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = self._epoch
+        self._epoch += 1
+        generator: torch.Generator | None = None
+        for images, labels in self.loader:
+            if self.device is not None:
+                images = images.to(self.device, non_blocking=True)
+                labels = labels.to(self.device, non_blocking=True)
+            if self.augmentation is not None:
+                if generator is None:
+                    generator = seeded_generator(self._seed, epoch, 0, images.device)
+                images = self.augmentation(images, generator)
+            yield images, labels
+
+
 class BuiltMart:
     """A materialized datamart: arrays per split, their labels, items and manifest.
 
@@ -1111,12 +1158,20 @@ class BuiltMart:
         drop_last: bool = False,
         normalize: bool = True,
         num_workers: int = 0,
-    ) -> DataLoader[tuple[torch.Tensor, int]]:
+        augment: Augmentation | bool | None = None,
+        device: str | torch.device | None = None,
+    ) -> DataLoader[tuple[torch.Tensor, int]] | AugmentedLoader:
         """Return a DataLoader yielding ``(images, labels)`` batches of one split.
 
         Batches are read with one slice of the memory-mapped array each, so a
         single process usually keeps up with training; ``num_workers`` adds
         worker processes when it does not.
+
+        With ``augment``, each batch is augmented as a whole by tensor
+        operations (:class:`~brainlake.augment.Augmentation`), after it is
+        moved to ``device``, so on a GPU the augmentation runs there. Its
+        random stream is seeded from ``seed`` and the epoch, so two loaders
+        with the same seed give the same batches, and each epoch differs.
 
         Args:
             split: ``"train"``, ``"val"`` or ``"test"``.
@@ -1126,11 +1181,15 @@ class BuiltMart:
             drop_last: Drop a last, smaller batch.
             normalize: As in :meth:`dataset`.
             num_workers: Worker processes for loading.
+            augment: ``True`` for the default :class:`~brainlake.augment.Augmentation`,
+                or one configured; usually only for the training split.
+            device: Move each batch there before augmenting it (the trainer
+                moves batches itself, so this matters for augmentation speed).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
         generator = torch.Generator().manual_seed(seed)
-        return DataLoader(
+        loader: DataLoader[tuple[torch.Tensor, int]] = DataLoader(
             self.dataset(split, normalize=normalize),
             batch_size=batch_size,
             shuffle=shuffle,
@@ -1138,7 +1197,12 @@ class BuiltMart:
             num_workers=num_workers,
             collate_fn=_keep_batch,
             generator=generator,
+            pin_memory=device is not None and torch.device(device).type == "cuda",
         )
+        if not augment and device is None:
+            return loader
+        augmentation = Augmentation() if augment is True else augment or None
+        return AugmentedLoader(loader, augmentation, seed=seed, device=device)
 
     def items(self, split: str) -> list[dict[str, str]]:
         """Return the items of one split (id, digest, label, source path), in array order."""
