@@ -599,7 +599,11 @@ class Datamart:
         """
         if not 0 <= max_distance <= 64:
             raise MartError(f"max_distance must be between 0 and 64 bits, got {max_distance!r}")
-        mode: Literal["exact", "near"] | None = "near" if near else ("exact" if exact else None)
+        mode: Literal["exact", "near"] | None = None
+        if near:
+            mode = "near"
+        elif exact:
+            mode = "exact"
         return self._with(dedupe=mode, dedupe_distance=max_distance)
 
     def limit_per_class(self, count: int, *, seed: int = 0) -> Datamart:
