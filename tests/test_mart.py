@@ -393,3 +393,69 @@ def test_augmented_loader_trains(sample_lake: bl.Datalake) -> None:
     trainer = bl.Trainer(model, device="cpu", max_epochs=1, progress=False)
     history = trainer.fit(built.loader("train", batch_size=8, shuffle=True, augment=True))
     assert history[0]["train_loss"] is not None
+
+
+def test_resident_loader_matches_host_loader(sample_lake: bl.Datalake) -> None:
+    built = _source_mart(sample_lake, "resident").build(progress=False)
+    resident = built.to_device("cpu")
+    host = list(built.loader("val", batch_size=4))
+    on_device = list(resident.loader("val", batch_size=4))
+    assert len(on_device) == len(host) == len(resident.loader("val", batch_size=4))
+    assert all(torch.allclose(a[0], b[0]) for a, b in zip(host, on_device))
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(host, on_device))
+
+
+def test_resident_loader_shuffles_per_epoch(sample_lake: bl.Datalake) -> None:
+    resident = _source_mart(sample_lake, "resident-shuffle").build(progress=False).to_device("cpu", splits=["train"])
+    loader = resident.loader("train", batch_size=8, shuffle=True, seed=4, augment=True)
+    first = torch.cat([labels for _, labels in loader])
+    second = torch.cat([labels for _, labels in loader])
+    again = torch.cat([labels for _, labels in resident.loader("train", batch_size=8, shuffle=True, seed=4)])
+    assert sorted(first.tolist()) == sorted(second.tolist())
+    assert not torch.equal(first, second)
+    assert torch.equal(first, again)
+    with pytest.raises(bl.MartError, match="not on cpu"):
+        resident.loader("test")
+
+
+def test_window_sets_deep_image_contrast(tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "source" / "glioma"
+    folder.mkdir(parents=True)
+    ramp = np.tile(np.linspace(0, 60000, 64).astype(np.uint16), (64, 1))
+    for index in range(4):
+        Image.fromarray(ramp + index).save(folder / f"deep{index}.png")
+    lake = bl.Datalake(tmp_path / "lake")
+    lake.ingest(tmp_path / "source", source="s", progress=False)
+
+    def mean_of(window: tuple[float, float]) -> float:
+        built = lake.mart(f"w{int(window[1])}").split(val_fraction=0.0, test_fraction=0.0).preprocess(
+            size=32, window=window).build(progress=False)
+        return float(np.load(built.path / "train-images.npy").mean())
+
+    assert mean_of((0.0, 50.0)) > mean_of((0.0, 100.0)) + 40
+    with pytest.raises(bl.MartError, match="window"):
+        lake.mart("bad").preprocess(window=(60.0, 40.0))
+
+
+def test_group_near_keeps_near_copies_together(tmp_path: Path, sample_dir: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "source" / "glioma"
+    folder.mkdir(parents=True)
+    for index, image in enumerate(sorted((sample_dir / "Training" / "glioma").glob("*.jpg"))[:8]):
+        shutil.copy(image, folder / f"{index}.jpg")
+        Image.open(image).resize((200, 200)).save(folder / f"{index}-small.jpg", quality=70)
+    lake = bl.Datalake(tmp_path / "lake")
+    lake.ingest(tmp_path / "source", source="s", progress=False)
+
+    for seed in range(5):
+        plan = lake.mart("near").split(val_fraction=0.25, test_fraction=0.25, seed=seed, group_near=True).plan()
+        split_of = {row["source_path"].split("/")[-1].removesuffix(".jpg").removesuffix("-small"): split
+                    for split, rows in plan.splits.items() for row in rows
+                    if not row["source_path"].endswith("-small.jpg")}
+        for split, rows in plan.splits.items():
+            for row in rows:
+                stem = row["source_path"].split("/")[-1].removesuffix(".jpg").removesuffix("-small")
+                assert split_of[stem] == split

@@ -42,6 +42,11 @@ _BIT_DEPTHS = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "LA": 8, "CMYK": 8, 
 
 ResizeMode = Literal["pad", "stretch"]
 
+WINDOW_PERCENTILES = (0.5, 99.5)
+"""Percentiles of an image's own intensities that map to 0 and 255 when a
+deep image (16-bit, int16 MRI, float) is reduced to 8 bits."""
+
+
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -177,9 +182,11 @@ def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: st
     )
 
 
-def _to_grayscale_or_rgb(image: Image.Image, channels: int) -> Image.Image:
+def _to_grayscale_or_rgb(
+    image: Image.Image, channels: int, window: tuple[float, float] = (0.5, 99.5)
+) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        image = Image.fromarray(window_to_uint8(np.asarray(image)), mode="L")
+        image = Image.fromarray(window_to_uint8(np.asarray(image), window), mode="L")
     if image.mode in ("P", "PA", "LA", "RGBA", "1", "CMYK", "YCbCr"):
         image = image.convert("RGBA").convert("RGB") if image.mode in ("P", "PA", "RGBA") else image.convert("RGB")
     return image.convert("L" if channels == 1 else "RGB")
@@ -193,6 +200,7 @@ def to_uint8_array(
     resize: ResizeMode = "pad",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     name: str = "image",
+    window: tuple[float, float] = WINDOW_PERCENTILES,
 ) -> NDArray[np.uint8]:
     """Decode ``data`` into a ``(channels, size, size)`` uint8 array.
 
@@ -204,6 +212,8 @@ def to_uint8_array(
             black; ``"stretch"`` scales each axis independently.
         max_pixels: Reject images with more pixels than this.
         name: How error messages refer to the image.
+        window: For deep images (16-bit, int16, float), the intensity
+            percentiles that map to 0 and 255; 8-bit images are kept as they are.
 
     Returns:
         A C-contiguous array of shape ``(channels, size, size)``.
@@ -221,14 +231,14 @@ def to_uint8_array(
 
     decoder = _array_decoder_for(data)
     if decoder is not None:
-        image = _array_to_image(_decode_array(decoder, data, max_pixels=max_pixels, name=name))
+        image = _array_to_image(_decode_array(decoder, data, max_pixels=max_pixels, name=name), window)
     else:
         # For JPEG, libjpeg decodes at 1/2, 1/4 or 1/8 scale when the target
         # allows, much cheaper than a full decode followed by a big downscale.
         image = _open(data, max_pixels=max_pixels, name=name, draft_side=size,
                       draft_mode="L" if channels == 1 else "RGB")
         image = ImageOps.exif_transpose(image)
-    image = _to_grayscale_or_rgb(image, channels)
+    image = _to_grayscale_or_rgb(image, channels, window)
 
     if resize == "stretch":
         image = image.resize((size, size), Image.Resampling.BILINEAR)
@@ -243,12 +253,7 @@ def to_uint8_array(
     return np.ascontiguousarray(array)
 
 
-WINDOW_PERCENTILES = (0.5, 99.5)
-"""Percentiles of an image's own intensities that map to 0 and 255 when a
-deep image (16-bit, int16 MRI, float) is reduced to 8 bits."""
-
-
-def window_to_uint8(pixels: NDArray[Any]) -> NDArray[np.uint8]:
+def window_to_uint8(pixels: NDArray[Any], window: tuple[float, float] = WINDOW_PERCENTILES) -> NDArray[np.uint8]:
     """Reduce a deep grayscale array to uint8 by its own intensity percentiles.
 
     Intensities at or below the 0.5th percentile become 0 and those at or above
@@ -259,7 +264,9 @@ def window_to_uint8(pixels: NDArray[Any]) -> NDArray[np.uint8]:
     if pixels.dtype == np.uint8:
         return pixels
     values = pixels.astype(np.float64)
-    low, high = np.percentile(values, WINDOW_PERCENTILES)
+    if not 0.0 <= window[0] < window[1] <= 100.0:
+        raise ValueError(f"window must be two percentiles with 0 <= low < high <= 100, got {window!r}")
+    low, high = np.percentile(values, window)
     if high <= low:
         return np.zeros(pixels.shape, dtype=np.uint8)
     scaled = np.clip((values - low) / (high - low), 0.0, 1.0) * 255.0
@@ -337,8 +344,8 @@ def _array_mode(pixels: NDArray[Any]) -> str:
     return names.get(str(pixels.dtype), str(pixels.dtype))
 
 
-def _array_to_image(pixels: NDArray[Any]) -> Image.Image:
-    return Image.fromarray(window_to_uint8(pixels), mode="L")
+def _array_to_image(pixels: NDArray[Any], window: tuple[float, float] = WINDOW_PERCENTILES) -> Image.Image:
+    return Image.fromarray(window_to_uint8(pixels, window), mode="L")
 
 
 def _dct_matrix(n: int) -> NDArray[np.float64]:

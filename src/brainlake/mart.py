@@ -53,6 +53,8 @@ __all__ = [
     "SPLITS",
     "AugmentedLoader",
     "BuiltMart",
+    "ResidentLoader",
+    "ResidentMart",
     "Datamart",
     "MartDataset",
     "MartPlan",
@@ -96,6 +98,9 @@ class SplitSpec:
             in ``val_values`` validation (carved from the rest when empty).
         test_values: The ``column`` values that mean test.
         val_values: The ``column`` values that mean validation.
+        group_near: Also keep near-identical images (perceptual hash within
+            ``near_distance`` bits) in one split.
+        near_distance: The hash distance in bits for ``group_near``.
     """
 
     from_source: bool = False
@@ -107,6 +112,8 @@ class SplitSpec:
     column: str | None = None
     test_values: tuple[Any, ...] = ()
     val_values: tuple[Any, ...] = ()
+    group_near: bool = False
+    near_distance: int = 4
 
 
 @dataclass(frozen=True)
@@ -117,11 +124,15 @@ class Preprocessing:
         size: Side of the square output in pixels.
         channels: 1 (grayscale) or 3 (RGB).
         resize: ``"pad"`` keeps the aspect ratio; ``"stretch"`` does not.
+        window: For deep images (16-bit PNG, int16 MRI from ``.mat`` or
+            DICOM), the percentiles of each image's own intensities that map
+            to 0 and 255. 8-bit images are kept as they are.
     """
 
     size: int = 128
     channels: Literal[1, 3] = 1
     resize: ResizeMode = "pad"
+    window: tuple[float, float] = (0.5, 99.5)
 
 
 @dataclass(frozen=True)
@@ -221,8 +232,13 @@ class _Groups:
             self._parent[max(root_first, root_second)] = min(root_first, root_second)
 
 
-def _group_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[int]]:
+def _group_rows(rows: Sequence[Mapping[str, Any]], near_distance: int | None = None) -> list[list[int]]:
     groups = _Groups(len(rows))
+    if near_distance is not None:
+        hashes = [row.get("phash") or row["sha256"][:16] for row in rows]
+        for component in near_duplicate_components(hashes, near_distance):
+            for index in component[1:]:
+                groups.union(component[0], index)
     first_with: dict[tuple[str, str], int] = {}
     for index, row in enumerate(rows):
         keys = [("sha256", row["sha256"])]
@@ -302,10 +318,10 @@ def plan_splits(rows: Sequence[Mapping[str, Any]], spec: SplitSpec) -> tuple[dic
     """
     _check_fraction("val_fraction", spec.val_fraction)
     _check_fraction("test_fraction", spec.test_fraction)
-    groups = _group_rows(rows)
+    groups = _group_rows(rows, spec.near_distance if spec.group_near else None)
     has_patients = any(row.get("patient_id") for row in rows)
     leakage: dict[str, Any] = {
-        "grouped_by": ["sha256", "patient_id"] if has_patients else ["sha256"],
+        "grouped_by": (["sha256", "patient_id"] if has_patients else ["sha256"]) + (["phash"] if spec.group_near else []),
         "groups": len(groups),
         "groups_with_copies": sum(1 for members in groups if len({rows[i]["sha256"] for i in members}) < len(members)),
         "groups_with_conflicting_labels": sum(1 for members in groups if len({rows[i]["label"] for i in members}) > 1),
@@ -499,6 +515,8 @@ class Datamart:
         column: str | None = None,
         test_values: Sequence[Any] = (),
         val_values: Sequence[Any] = (),
+        group_near: bool = False,
+        near_distance: int = 4,
     ) -> Datamart:
         """Choose how items are divided into train, val and test.
 
@@ -523,6 +541,9 @@ class Datamart:
             test_values: The ``column`` values that put an item in test.
             val_values: The ``column`` values that put an item in validation;
                 when empty, validation is carved out of the rest.
+            group_near: Also keep near-identical images (re-encoded or resized
+                copies of a slice) in one split.
+            near_distance: The perceptual-hash distance in bits for ``group_near``.
 
         Example:
             >>> lake.mart("figshare-fold1").split(column="extra.cv_fold", test_values=[1])  # doctest: +SKIP
@@ -538,20 +559,44 @@ class Datamart:
             from_source=from_source, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
             folds=folds, fold=fold, column=column,
             test_values=tuple(test_values), val_values=tuple(val_values),
+            group_near=group_near, near_distance=near_distance,
         )
+        if not 0 <= near_distance <= 64:
+            raise MartError(f"near_distance must be between 0 and 64 bits, got {near_distance!r}")
         _check_fraction("val_fraction", spec.val_fraction)
         _check_fraction("test_fraction", spec.test_fraction)
         return self._with(split=spec)
 
-    def preprocess(self, *, size: int = 128, channels: Literal[1, 3] = 1, resize: ResizeMode = "pad") -> Datamart:
-        """Choose the array size, channel count and resize mode of the mart."""
+    def preprocess(
+        self,
+        *,
+        size: int = 128,
+        channels: Literal[1, 3] = 1,
+        resize: ResizeMode = "pad",
+        window: tuple[float, float] = (0.5, 99.5),
+    ) -> Datamart:
+        """Choose the array size, channel count, resize mode and intensity window of the mart.
+
+        Args:
+            size: Side of the square arrays in pixels.
+            channels: 1 (grayscale) or 3 (RGB).
+            resize: ``"pad"`` keeps the aspect ratio by padding with black;
+                ``"stretch"`` scales each axis on its own.
+            window: For deep images (16-bit, int16, float), the percentiles of
+                each image's intensities that become 0 and 255, so a few
+                extreme pixels do not flatten the contrast; 8-bit images are
+                kept as they are.
+        """
         if not isinstance(size, int) or size < 8:
             raise MartError(f"size must be an integer of at least 8 pixels, got {size!r}")
         if channels not in (1, 3):
             raise MartError(f"channels must be 1 or 3, got {channels!r}")
         if resize not in ("pad", "stretch"):
             raise MartError(f"resize must be 'pad' or 'stretch', got {resize!r}")
-        return self._with(preprocessing=Preprocessing(size=size, channels=channels, resize=resize))
+        low, high = (float(value) for value in window)
+        if not 0.0 <= low < high <= 100.0:
+            raise MartError(f"window must be two percentiles with 0 <= low < high <= 100, got {window!r}")
+        return self._with(preprocessing=Preprocessing(size=size, channels=channels, resize=resize, window=(low, high)))
 
     def labels(self, classes: Sequence[str] | Mapping[str, str], *, order: Sequence[str] | None = None) -> Datamart:
         """Choose, rename or merge classes, and fix their order.
@@ -816,7 +861,8 @@ def _decode_rows(
 
     def decode(row: Mapping[str, Any]) -> NDArray[np.uint8]:
         data = lake.read_object(row["sha256"])
-        return to_uint8_array(data, size=prep.size, channels=prep.channels, resize=prep.resize, name=row["source_path"])
+        return to_uint8_array(data, size=prep.size, channels=prep.channels, resize=prep.resize,
+                              name=row["source_path"], window=prep.window)
 
     chunk = 256
     for start in range(0, len(rows), chunk):
@@ -1078,6 +1124,110 @@ class AugmentedLoader:
             yield images, labels
 
 
+class ResidentMart:
+    """Splits of a built mart held on one device as uint8 tensors.
+
+    Get one from :meth:`BuiltMart.to_device`. Its loaders index the resident
+    tensors directly and normalise on the device.
+
+    Args:
+        datasets: The splits' datasets, read once into device memory.
+        device: The device that holds them.
+        mean: Per-channel mean used to normalise, as in the manifest.
+        std: Per-channel standard deviation used to normalise.
+    """
+
+    def __init__(
+        self, datasets: Mapping[str, MartDataset], device: torch.device, *, mean: Sequence[float], std: Sequence[float]
+    ) -> None:
+        self.device = device
+        self.images = {split: torch.from_numpy(np.array(data.images)).to(device) for split, data in datasets.items()}
+        self.labels = {split: torch.from_numpy(np.array(data.labels)).to(device) for split, data in datasets.items()}
+        self._mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self._std = torch.tensor([value if value > 0 else 1.0 for value in std], dtype=torch.float32,
+                                 device=device).view(1, -1, 1, 1)
+
+    def loader(
+        self,
+        split: str,
+        *,
+        batch_size: int = 64,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        augment: Augmentation | bool | None = None,
+    ) -> ResidentLoader:
+        """Return an iterable of normalised ``(images, labels)`` batches of one resident split."""
+        if split not in self.images:
+            raise MartError(f"split {split!r} is not on {self.device}; resident splits: {sorted(self.images)!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+        augmentation = Augmentation() if augment is True else augment or None
+        return ResidentLoader(self, split, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                              drop_last=drop_last, augmentation=augmentation)
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """Scale a uint8 batch to float32 and standardise it with the mart's statistics."""
+        return images.to(torch.float32).div_(255.0).sub_(self._mean).div_(self._std)
+
+
+class ResidentLoader:
+    """Batches of one resident split; each pass over it is one seeded epoch.
+
+    Args:
+        mart: The resident mart.
+        split: The split to iterate.
+        batch_size: Items per batch.
+        shuffle: Reshuffle every epoch.
+        seed: Seed of the shuffles and of the augmentation.
+        drop_last: Drop a last, smaller batch.
+        augmentation: Batch augmentation applied on the device, or ``None``.
+    """
+
+    def __init__(
+        self,
+        mart: ResidentMart,
+        split: str,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        drop_last: bool,
+        augmentation: Augmentation | None,
+    ) -> None:
+        self._mart = mart
+        self._split = split
+        self._batch_size = batch_size
+        self._shuffle = shuffle
+        self._seed = seed
+        self._drop_last = drop_last
+        self._augmentation = augmentation
+        self._epoch = 0
+
+    def __len__(self) -> int:
+        count = int(self._mart.labels[self._split].shape[0])
+        return count // self._batch_size if self._drop_last else -(-count // self._batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = self._epoch
+        self._epoch += 1
+        images, labels = self._mart.images[self._split], self._mart.labels[self._split]
+        generator = seeded_generator(self._seed, epoch, 0, images.device)
+        count = int(labels.shape[0])
+        if self._shuffle:
+            order = torch.randperm(count, generator=generator, device=images.device)
+        else:
+            order = torch.arange(count, device=images.device)
+        for start in range(0, count, self._batch_size):
+            batch = order[start : start + self._batch_size]
+            if self._drop_last and batch.numel() < self._batch_size:
+                break
+            floats = self._mart.normalise(images[batch])
+            if self._augmentation is not None:
+                floats = self._augmentation(floats, generator)
+            yield floats, labels[batch]
+
+
 class BuiltMart:
     """A materialized datamart: arrays per split, their labels, items and manifest.
 
@@ -1207,6 +1357,36 @@ class BuiltMart:
             return loader
         augmentation = Augmentation() if augment is True else augment or None
         return AugmentedLoader(loader, augmentation, seed=seed, device=device)
+
+    def to_device(self, device: str | torch.device, *, splits: Sequence[str] | None = None) -> ResidentMart:
+        """Copy whole splits onto a device as uint8 tensors, for loading without the host.
+
+        A split of 5,000 images at 224 px takes 250 MB as uint8, little on a
+        GPU, and batches then never cross the PCIe bus.
+
+        Args:
+            device: The device to keep the splits on, such as ``"cuda"``.
+            splits: The splits to copy; all of them by default.
+
+        Raises:
+            MartError: If the splits do not fit in the device's free memory.
+        """
+        target = torch.device(device)
+        chosen = list(splits) if splits is not None else self.splits
+        for split in chosen:
+            self._check_split(split)
+        needed = sum(int(np.prod(self.manifest["splits"][split]["shape"])) for split in chosen)
+        if target.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(target)
+            if needed > free:
+                raise MartError(
+                    f"splits {chosen!r} need {needed / 2**20:.0f} MiB on {target} but only {free / 2**20:.0f} MiB "
+                    "are free; load them with loader() instead, or choose fewer splits"
+                )
+        stats = self.manifest["normalization"]
+        return ResidentMart(
+            {split: self.dataset(split) for split in chosen}, target, mean=stats["mean"], std=stats["std"]
+        )
 
     def items(self, split: str) -> list[dict[str, str]]:
         """Return the items of one split (id, digest, label, source path), in array order."""
