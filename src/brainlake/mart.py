@@ -854,9 +854,10 @@ def _upload(lake: Datalake, staging: Path, relative: str) -> None:
         fs.put_file(str(staging / file_name), lake.location.path(relative, file_name))
 
 
-def _decode_rows(
+def _decoded_blocks(
     lake: Datalake, rows: Sequence[Mapping[str, Any]], plan: MartPlan, pool: ThreadPoolExecutor
-) -> Iterator[NDArray[np.uint8]]:
+) -> Iterator[tuple[int, NDArray[np.uint8]]]:
+    """Yield ``(first row, stacked arrays)`` for consecutive blocks of rows, decoded on the pool."""
     prep = plan.recipe.preprocessing
 
     def decode(row: Mapping[str, Any]) -> NDArray[np.uint8]:
@@ -864,9 +865,9 @@ def _decode_rows(
         return to_uint8_array(data, size=prep.size, channels=prep.channels, resize=prep.resize,
                               name=row["source_path"], window=prep.window)
 
-    chunk = 256
-    for start in range(0, len(rows), chunk):
-        yield from pool.map(decode, rows[start : start + chunk])
+    block = 256
+    for start in range(0, len(rows), block):
+        yield start, np.stack(list(pool.map(decode, rows[start : start + block])))
 
 
 def _write_splits(
@@ -884,12 +885,16 @@ def _write_splits(
             shape = (len(rows), prep.channels, prep.size, prep.size)
             images_path = folder / f"{split}-images.npy"
             images = np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=shape)
-            for position, array in enumerate(_decode_rows(lake, rows, plan, pool)):
-                images[position] = array
-                bar.update(1)
+            stats = _ChannelStats(prep.channels)
+            for start, block in _decoded_blocks(lake, rows, plan, pool):
+                # One slice assignment per block: per-image writes into a
+                # memmap cost more than the decode of a small image.
+                images[start : start + len(block)] = block
+                stats.add(block)
+                bar.update(len(block))
             images.flush()
-            mean, std = _channel_stats(images)
             del images
+            mean, std = stats.result()
 
             labels = np.array([class_index[row["label"]] for row in rows], dtype=np.int64)
             np.save(folder / f"{split}-labels.npy", labels)
@@ -905,17 +910,26 @@ def _write_splits(
     return files
 
 
-def _channel_stats(images: NDArray[np.uint8]) -> tuple[list[float], list[float]]:
-    count = images.shape[0] * images.shape[2] * images.shape[3]
-    sums = np.zeros(images.shape[1], dtype=np.float64)
-    squares = np.zeros(images.shape[1], dtype=np.float64)
-    for start in range(0, images.shape[0], 512):
-        block = images[start : start + 512].astype(np.float64) / 255.0
-        sums += block.sum(axis=(0, 2, 3))
-        squares += (block**2).sum(axis=(0, 2, 3))
-    mean = sums / max(count, 1)
-    std = np.sqrt(np.maximum(squares / max(count, 1) - mean**2, 0.0))
-    return [round(float(value), 6) for value in mean], [round(float(value), 6) for value in std]
+class _ChannelStats:
+    """Per-channel mean and standard deviation in [0, 1] units, accumulated exactly in integers."""
+
+    def __init__(self, channels: int) -> None:
+        self._count = 0
+        self._sums = np.zeros(channels, dtype=np.uint64)
+        self._squares = np.zeros(channels, dtype=np.uint64)
+
+    def add(self, block: NDArray[np.uint8]) -> None:
+        self._count += block.shape[0] * block.shape[2] * block.shape[3]
+        self._sums += block.sum(axis=(0, 2, 3), dtype=np.uint64)
+        wide = block.astype(np.uint32)
+        self._squares += (wide * wide).sum(axis=(0, 2, 3), dtype=np.uint64)
+
+    def result(self) -> tuple[list[float], list[float]]:
+        count = max(self._count, 1)
+        mean = self._sums.astype(np.float64) / count / 255.0
+        variance = self._squares.astype(np.float64) / count / 255.0**2 - mean**2
+        std = np.sqrt(np.maximum(variance, 0.0))
+        return [round(float(value), 6) for value in mean], [round(float(value), 6) for value in std]
 
 
 _ITEM_COLUMNS = ["item_id", "sha256", "label", "source", "source_path", "source_split", "patient_id"]
