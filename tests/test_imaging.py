@@ -93,3 +93,12 @@ def test_cap_below_pillow_limit_names_size() -> None:
     image = Image.new("L", (3000, 2000))
     with pytest.raises(ImageDecodeError, match="3000x2000 pixels exceeds the limit of 1,000,000"):
         inspect_image(_encode(image, "PNG"), max_pixels=1_000_000, name="wide.png")
+
+
+def test_crop_keeps_the_centre() -> None:
+    wide = Image.new("L", (300, 100), color=0)
+    wide.paste(255, (100, 0, 200, 100))
+    array = to_uint8_array(_encode(wide, "PNG"), size=50, channels=1, resize="crop")
+    assert array.shape == (1, 50, 50)
+    # Only the outermost columns blend with the black sides when resampled.
+    assert array[0, :, 2:-2].min() >= 250

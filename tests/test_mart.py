@@ -431,12 +431,12 @@ def test_window_sets_deep_image_contrast(tmp_path: Path) -> None:
 
     def mean_of(window: tuple[float, float]) -> float:
         built = lake.mart(f"w{int(window[1])}").split(val_fraction=0.0, test_fraction=0.0).preprocess(
-            size=32, window=window).build(progress=False)
+            size=32, intensity=window).build(progress=False)
         return float(np.load(built.path / "train-images.npy").mean())
 
     assert mean_of((0.0, 50.0)) > mean_of((0.0, 100.0)) + 40
-    with pytest.raises(bl.MartError, match="window"):
-        lake.mart("bad").preprocess(window=(60.0, 40.0))
+    with pytest.raises(bl.MartError, match="intensity"):
+        lake.mart("bad").preprocess(intensity=(60.0, 40.0))
 
 
 def test_group_near_keeps_near_copies_together(tmp_path: Path, sample_dir: Path) -> None:

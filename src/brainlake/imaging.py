@@ -40,7 +40,7 @@ DEFAULT_MAX_PIXELS = 64_000_000
 _BIT_DEPTHS = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "LA": 8, "CMYK": 8, "YCbCr": 8,
                "I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "F": 32}
 
-ResizeMode = Literal["pad", "stretch"]
+ResizeMode = Literal["pad", "stretch", "crop"]
 
 WINDOW_PERCENTILES = (0.5, 99.5)
 """Percentiles of an image's own intensities that map to 0 and 255 when a
@@ -209,7 +209,8 @@ def to_uint8_array(
         size: The side of the square output in pixels.
         channels: 1 for grayscale, 3 for RGB.
         resize: ``"pad"`` keeps the aspect ratio and pads the short side with
-            black; ``"stretch"`` scales each axis independently.
+            black; ``"stretch"`` scales each axis independently; ``"crop"``
+            keeps the aspect ratio and cuts the long side to a centred square.
         max_pixels: Reject images with more pixels than this.
         name: How error messages refer to the image.
         window: For deep images (16-bit, int16, float), the intensity
@@ -226,8 +227,8 @@ def to_uint8_array(
         raise ValueError(f"size must be a positive number of pixels, got {size!r}")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    if resize not in ("pad", "stretch"):
-        raise ValueError(f"resize must be 'pad' or 'stretch', got {resize!r}")
+    if resize not in ("pad", "stretch", "crop"):
+        raise ValueError(f"resize must be 'pad', 'stretch' or 'crop', got {resize!r}")
 
     decoder = _array_decoder_for(data)
     if decoder is not None:
@@ -242,6 +243,8 @@ def to_uint8_array(
 
     if resize == "stretch":
         image = image.resize((size, size), Image.Resampling.BILINEAR)
+    elif resize == "crop":
+        image = ImageOps.fit(image, (size, size), method=Image.Resampling.BILINEAR)
     else:
         image = ImageOps.pad(image, (size, size), method=Image.Resampling.BILINEAR, color=0)
 

@@ -123,8 +123,8 @@ class Preprocessing:
     Attributes:
         size: Side of the square output in pixels.
         channels: 1 (grayscale) or 3 (RGB).
-        resize: ``"pad"`` keeps the aspect ratio; ``"stretch"`` does not.
-        window: For deep images (16-bit PNG, int16 MRI from ``.mat`` or
+        resize: ``"pad"`` or ``"crop"`` keeps the aspect ratio; ``"stretch"`` does not.
+        intensity: For deep images (16-bit PNG, int16 MRI from ``.mat`` or
             DICOM), the percentiles of each image's own intensities that map
             to 0 and 255. 8-bit images are kept as they are.
     """
@@ -132,7 +132,7 @@ class Preprocessing:
     size: int = 128
     channels: Literal[1, 3] = 1
     resize: ResizeMode = "pad"
-    window: tuple[float, float] = (0.5, 99.5)
+    intensity: tuple[float, float] = (0.5, 99.5)
 
 
 @dataclass(frozen=True)
@@ -573,7 +573,7 @@ class Datamart:
         size: int = 128,
         channels: Literal[1, 3] = 1,
         resize: ResizeMode = "pad",
-        window: tuple[float, float] = (0.5, 99.5),
+        intensity: tuple[float, float] = (0.5, 99.5),
     ) -> Datamart:
         """Choose the array size, channel count, resize mode and intensity window of the mart.
 
@@ -581,8 +581,9 @@ class Datamart:
             size: Side of the square arrays in pixels.
             channels: 1 (grayscale) or 3 (RGB).
             resize: ``"pad"`` keeps the aspect ratio by padding with black;
-                ``"stretch"`` scales each axis on its own.
-            window: For deep images (16-bit, int16, float), the percentiles of
+                ``"stretch"`` scales each axis on its own; ``"crop"`` keeps the
+                aspect ratio and cuts the long side to a centred square.
+            intensity: For deep images (16-bit, int16, float), the percentiles of
                 each image's intensities that become 0 and 255, so a few
                 extreme pixels do not flatten the contrast; 8-bit images are
                 kept as they are.
@@ -591,12 +592,14 @@ class Datamart:
             raise MartError(f"size must be an integer of at least 8 pixels, got {size!r}")
         if channels not in (1, 3):
             raise MartError(f"channels must be 1 or 3, got {channels!r}")
-        if resize not in ("pad", "stretch"):
-            raise MartError(f"resize must be 'pad' or 'stretch', got {resize!r}")
-        low, high = (float(value) for value in window)
+        if resize not in ("pad", "stretch", "crop"):
+            raise MartError(f"resize must be 'pad', 'stretch' or 'crop', got {resize!r}")
+        low, high = (float(value) for value in intensity)
         if not 0.0 <= low < high <= 100.0:
-            raise MartError(f"window must be two percentiles with 0 <= low < high <= 100, got {window!r}")
-        return self._with(preprocessing=Preprocessing(size=size, channels=channels, resize=resize, window=(low, high)))
+            raise MartError(f"intensity must be two percentiles with 0 <= low < high <= 100, got {intensity!r}")
+        return self._with(
+            preprocessing=Preprocessing(size=size, channels=channels, resize=resize, intensity=(low, high))
+        )
 
     def labels(self, classes: Sequence[str] | Mapping[str, str], *, order: Sequence[str] | None = None) -> Datamart:
         """Choose, rename or merge classes, and fix their order.
@@ -863,7 +866,7 @@ def _decoded_blocks(
     def decode(row: Mapping[str, Any]) -> NDArray[np.uint8]:
         data = lake.read_object(row["sha256"])
         return to_uint8_array(data, size=prep.size, channels=prep.channels, resize=prep.resize,
-                              name=row["source_path"], window=prep.window)
+                              name=row["source_path"], window=prep.intensity)
 
     block = 256
     for start in range(0, len(rows), block):
