@@ -16,6 +16,7 @@ from brainlake.training import (
     confusion_matrix,
     macro_f1,
     precision_recall_f1,
+    roc_auc_one_vs_rest,
 )
 
 # Three classes, two samples each. Class 2 is never predicted, so its
@@ -130,7 +131,9 @@ def test_evaluation_fields() -> None:
         "recall": 1.0,
         "f1": pytest.approx(0.8),
         "support": 2,
+        "roc_auc": None,
     }
+    assert evaluation.roc_auc is None
     assert evaluation.per_class["pituitary"]["precision"] == 0.0
 
 
@@ -159,9 +162,10 @@ def test_evaluation_report_text() -> None:
     assert lines[0] == "Evaluation of 6 samples"
     assert "accuracy 0.5000" in lines[1]
     assert "macro F1 0.4000" in lines[1]
-    assert lines[3].split() == ["class", "precision", "recall", "f1", "support"]
-    assert lines[4].split() == ["glioma", "0.3333", "0.5000", "0.4000", "2"]
-    assert lines[6].split() == ["pituitary", "0.0000", "0.0000", "0.0000", "2"]
+    assert "ROC-AUC n/a" in lines[1]
+    assert lines[3].split() == ["class", "precision", "recall", "f1", "support", "ROC-AUC"]
+    assert lines[4].split() == ["glioma", "0.3333", "0.5000", "0.4000", "2", "n/a"]
+    assert lines[6].split() == ["pituitary", "0.0000", "0.0000", "0.0000", "2", "n/a"]
     matrix_start = lines.index("confusion matrix (rows: true class, columns: predicted class)")
     header, *rows = lines[matrix_start + 1 :]
     assert header.split() == ["glioma", "meningioma", "pituitary"]
@@ -178,3 +182,75 @@ def test_evaluation_report_text() -> None:
 def test_evaluation_rejects_label_outside_class_names() -> None:
     with pytest.raises(ValueError, match=r"targets contain the class index 2, outside 0..1"):
         Evaluation.from_predictions([0, 2], [0, 1], loss=0.1, class_names=["a", "b"])
+
+
+def test_roc_auc_perfect_and_reversed() -> None:
+    targets = [0, 0, 1, 1]
+    perfect = [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.1, 0.9]]
+    reversed_scores = [[0.1, 0.9], [0.2, 0.8], [0.7, 0.3], [0.9, 0.1]]
+
+    assert roc_auc_one_vs_rest(targets, perfect) == [1.0, 1.0]
+    assert roc_auc_one_vs_rest(targets, reversed_scores) == [0.0, 0.0]
+
+
+def test_roc_auc_ties_count_half() -> None:
+    assert roc_auc_one_vs_rest([0, 1, 0, 1], [[0.5, 0.5]] * 4) == [0.5, 0.5]
+
+
+def test_roc_auc_hand_computed_partial() -> None:
+    # Class 1 scores: positives 0.8, 0.4; negatives 0.6, 0.2, 0.4.
+    # Pairs won: 0.8 beats all 3; 0.4 beats 0.2, ties 0.4, loses to 0.6 -> 1.5.
+    targets = [1, 1, 0, 0, 0]
+    class_1 = [0.8, 0.4, 0.6, 0.2, 0.4]
+    probabilities = torch.tensor([[1 - p, p] for p in class_1])
+
+    aucs = roc_auc_one_vs_rest(torch.tensor(targets), probabilities)
+
+    assert aucs[1] == pytest.approx(4.5 / 6)
+    assert aucs[0] == pytest.approx(4.5 / 6)
+
+
+def test_roc_auc_absent_class_is_none() -> None:
+    probabilities = [[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]]
+
+    aucs = roc_auc_one_vs_rest([0, 1, 0], probabilities)
+
+    assert aucs == [1.0, 1.0, None]
+    assert roc_auc_one_vs_rest([1, 1], [[0.4, 0.6], [0.3, 0.7]]) == [None, None]
+
+
+def test_roc_auc_invalid_inputs_rejected() -> None:
+    with pytest.raises(ValueError, match=r"one row per target, got 1 rows for 2 targets"):
+        roc_auc_one_vs_rest([0, 1], [[0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"must be 2-D \[samples, classes\], got shape \(2,\)"):
+        roc_auc_one_vs_rest([0, 1], [0.5, 0.5])
+    with pytest.raises(ValueError, match=r"class index 2, outside 0..1"):
+        roc_auc_one_vs_rest([0, 2], [[0.5, 0.5], [0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"probabilities must be finite"):
+        roc_auc_one_vs_rest([0, 1], [[float("nan"), 0.5], [0.5, 0.5]])
+
+
+def test_evaluation_roc_auc_macro_over_defined_classes() -> None:
+    # Class 2 has no true samples, so its AUC is undefined and left out of the mean.
+    probabilities = [[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.4, 0.5, 0.1]]
+    targets = [0, 1, 0, 0]
+
+    evaluation = Evaluation.from_predictions(
+        targets, [0, 1, 0, 1], loss=0.5, class_names=["a", "b", "c"], probabilities=probabilities
+    )
+
+    # Class 0: positives 0.7, 0.6, 0.4 against negative 0.2 -> 1.0.
+    # Class 1: positive 0.7 against 0.2, 0.3, 0.5 -> 1.0.
+    assert evaluation.per_class["a"]["roc_auc"] == 1.0
+    assert evaluation.per_class["b"]["roc_auc"] == 1.0
+    assert evaluation.per_class["c"]["roc_auc"] is None
+    assert evaluation.roc_auc == 1.0
+    assert evaluation.to_dict()["roc_auc"] == 1.0
+    assert "ROC-AUC 1.0000" in str(evaluation).splitlines()[1]
+
+
+def test_evaluation_rejects_probability_columns_mismatch() -> None:
+    with pytest.raises(ValueError, match=r"probabilities have 3 columns but there are 2"):
+        Evaluation.from_predictions(
+            [0, 1], [0, 1], loss=0.1, class_names=["a", "b"], probabilities=[[0.2, 0.3, 0.5]] * 2
+        )

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from brainlake.exceptions import TrainingError
 from brainlake.models import create_model
 from brainlake.training import Evaluation, Trainer
+from brainlake.training.trainer import HistoryRow
 
 SIZE = 32
 
@@ -172,17 +173,23 @@ class CrashingLoader:
             raise KeyboardInterrupt
         return iter(self.loader)
 
+    def __len__(self) -> int:
+        return len(self.loader)
 
-def test_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "constant"])
+def test_resume_matches_uninterrupted_run(tmp_path: Path, schedule: str) -> None:
     dataset = separable_dataset(16)
     val = make_loader(separable_dataset(8, seed=1))
-    uninterrupted = make_trainer(make_model(), max_epochs=3)
+    uninterrupted = make_trainer(make_model(), max_epochs=3, schedule=schedule)
     uninterrupted.fit(make_loader(dataset, shuffle=True), val)
 
-    interrupted = make_trainer(make_model(), max_epochs=3, checkpoint_dir=tmp_path)
+    interrupted = make_trainer(
+        make_model(), max_epochs=3, checkpoint_dir=tmp_path, schedule=schedule
+    )
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit(CrashingLoader(make_loader(dataset, shuffle=True), crash_at=3), val)
-    resumed = make_trainer(make_model(seed=9), max_epochs=3)
+    resumed = make_trainer(make_model(seed=9), max_epochs=3, schedule=schedule)
     resumed.load_checkpoint(tmp_path / "last.pt")
     assert resumed.epoch == 2
     resumed.fit(make_loader(dataset, shuffle=True), val)
@@ -288,8 +295,30 @@ def test_evaluate_report() -> None:
     assert evaluation.num_samples == 12
     assert evaluation.class_names == ["left", "right"]
     assert sum(map(sum, evaluation.confusion_matrix)) == 12
+    assert evaluation.roc_auc is not None
+    assert 0.0 <= evaluation.roc_auc <= 1.0
+    assert evaluation.per_class["left"]["roc_auc"] is not None
     assert "left" in str(evaluation)
     assert trainer.model.training
+
+
+class NaNModel(nn.Module):
+    """A two-class model whose logits are all NaN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.full((images.shape[0], 2), float("nan")) * self.scale
+
+
+def test_evaluate_nan_logits_leaves_auc_none() -> None:
+    evaluation = make_trainer(NaNModel()).evaluate(make_loader(separable_dataset(8)))
+
+    assert evaluation.roc_auc is None
+    assert evaluation.per_class["0"]["roc_auc"] is None
+    assert evaluation.num_samples == 8
 
 
 def test_predict_probabilities() -> None:
@@ -339,6 +368,14 @@ def test_properties() -> None:
         ("class_names", ["a", "a"], r"class_names must be distinct non-empty strings"),
         ("class_names", "ab", r"not the string 'ab'"),
         ("precision", "half", r"precision must be one of"),
+        ("class_weights", "inverse", r"class_weights must be 'balanced'.*got 'inverse'"),
+        ("class_weights", [1.0, -1.0], r"positive numbers, got \[1.0, -1.0\]"),
+        ("class_weights", [], r"non-empty sequence of positive numbers, got \[\]"),
+        ("label_smoothing", 1.0, r"label_smoothing must be a number in \[0, 1\), got 1.0"),
+        ("max_grad_norm", 0.0, r"max_grad_norm must be a positive number or None, got 0.0"),
+        ("schedule", "step", r"schedule must be one of \['cosine'.*got 'step'"),
+        ("early_stopping_patience", 0, r"early_stopping_patience must be an integer >= 1"),
+        ("callbacks", [1], r"callbacks must be callables taking \(trainer, row\), got 1"),
     ],
 )
 def test_invalid_settings(option: str, value: object, message: str) -> None:
@@ -353,3 +390,196 @@ def test_monitor_val_loss_selects_lowest() -> None:
 
     losses = [row["val_loss"] for row in history]
     assert trainer.best_epoch == losses.index(min(losses)) + 1  # type: ignore[type-var]
+
+
+def imbalanced_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Two batches with 9 samples of class 0 and 3 of class 1."""
+    dataset = separable_dataset(12)
+    images = dataset.tensors[0]
+    labels = torch.tensor([0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 1])
+    return [(images[:6], labels[:6]), (images[6:], labels[6:])]
+
+
+def first_train_loss(**options: Any) -> float:
+    trainer = make_trainer(make_model(), max_epochs=1, **options)
+    history = trainer.fit(make_loader(separable_dataset(16)))
+    return float(history[0]["train_loss"] or 0.0)
+
+
+def test_class_weights_change_loss() -> None:
+    unweighted = first_train_loss()
+    weighted = first_train_loss(class_weights=[1.0, 4.0])
+
+    assert weighted != pytest.approx(unweighted, rel=1e-4)
+    assert first_train_loss(class_weights=[1.0, 1.0]) == pytest.approx(unweighted)
+
+
+def test_balanced_class_weights_from_counts() -> None:
+    trainer = make_trainer(make_model(), max_epochs=1, class_weights="balanced")
+    assert trainer.class_weights is None
+
+    trainer.fit(imbalanced_batches())
+
+    # 12 samples, 2 classes: 12 / (2 * 9) and 12 / (2 * 3).
+    assert trainer.class_weights == pytest.approx([2 / 3, 2.0])
+
+
+def test_balanced_weights_name_missing_class() -> None:
+    images = torch.randn(4, 1, SIZE, SIZE)
+    trainer = make_trainer(make_model(), class_weights="balanced", class_names=["left", "right"])
+
+    with pytest.raises(TrainingError, match=r"class 'right' \(index 1\) has no samples"):
+        trainer.fit([(images, torch.zeros(4, dtype=torch.int64))])
+
+
+def test_class_weights_must_match_outputs() -> None:
+    trainer = make_trainer(make_model(), class_weights=[1.0, 2.0, 3.0])
+
+    with pytest.raises(TrainingError, match=r"class_weights has 3 values but the model has 2"):
+        trainer.fit(make_loader(separable_dataset(8)))
+
+
+def test_label_smoothing_changes_loss() -> None:
+    plain = first_train_loss()
+    smoothed = first_train_loss(label_smoothing=0.2)
+
+    assert smoothed != pytest.approx(plain, rel=1e-4)
+
+
+def gradient_norms_per_step(trainer: Trainer) -> list[float]:
+    """Record the total gradient norm that each optimizer step receives."""
+    norms: list[float] = []
+
+    def record(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+        gradients = [
+            parameter.grad.norm()
+            for group in optimizer.param_groups
+            for parameter in group["params"]
+            if parameter.grad is not None
+        ]
+        norms.append(float(torch.stack(gradients).norm()))
+
+    trainer._optimizer.register_step_pre_hook(record)
+    return norms
+
+
+def test_max_grad_norm_bounds_gradients() -> None:
+    loader = make_loader(separable_dataset(16))
+    unclipped = make_trainer(make_model(), max_epochs=1)
+    unclipped_norms = gradient_norms_per_step(unclipped)
+    clipped = make_trainer(make_model(), max_epochs=1, max_grad_norm=0.01)
+    clipped_norms = gradient_norms_per_step(clipped)
+
+    unclipped.fit(loader)
+    clipped.fit(loader)
+
+    assert len(clipped_norms) == 2
+    assert max(unclipped_norms) > 0.01
+    assert max(clipped_norms) <= 0.01 * (1 + 1e-4)
+
+
+def learning_rates_per_step(trainer: Trainer) -> list[float]:
+    rates: list[float] = []
+
+    def record(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+        rates.append(float(optimizer.param_groups[0]["lr"]))
+
+    trainer._optimizer.register_step_pre_hook(record)
+    return rates
+
+
+def test_constant_schedule_keeps_learning_rate() -> None:
+    trainer = make_trainer(make_model(), max_epochs=3, learning_rate=2e-3, schedule="constant")
+    rates = learning_rates_per_step(trainer)
+
+    history = trainer.fit(make_loader(separable_dataset(16)))
+
+    assert [row["lr"] for row in history] == [2e-3, 2e-3, 2e-3]
+    assert rates == [2e-3] * 6
+
+
+def test_onecycle_rises_then_falls() -> None:
+    trainer = make_trainer(make_model(), max_epochs=4, learning_rate=2e-3, schedule="onecycle")
+    rates = learning_rates_per_step(trainer)
+
+    history = trainer.fit(make_loader(separable_dataset(32)))
+
+    assert len(rates) == 16
+    peak = rates.index(max(rates))
+    assert 0 < peak < len(rates) - 1
+    # The peak falls between two steps, so the largest step rate is just below it.
+    assert max(rates) == pytest.approx(2e-3, rel=0.01)
+    assert rates[: peak + 1] == sorted(rates[: peak + 1])
+    assert rates[peak:] == sorted(rates[peak:], reverse=True)
+    assert rates[-1] < rates[0]
+    assert history[0]["lr"] == rates[0]
+
+
+def test_onecycle_needs_loader_length() -> None:
+    batches = make_loader(separable_dataset(8))
+    trainer = make_trainer(make_model(), schedule="onecycle")
+
+    with pytest.raises(TrainingError, match=r"has no len\(\)"):
+        trainer.fit(batch for batch in batches)
+
+
+def test_onecycle_rejects_other_loader_length() -> None:
+    trainer = make_trainer(make_model(), max_epochs=3, schedule="onecycle")
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(CrashingLoader(make_loader(separable_dataset(16)), crash_at=2))
+
+    with pytest.raises(TrainingError, match=r"created for 6 steps \(2 batches per epoch\)"):
+        trainer.fit(make_loader(separable_dataset(32)))
+
+
+def test_load_checkpoint_rejects_other_schedule(tmp_path: Path) -> None:
+    path = make_trainer(make_model(), schedule="constant").save_checkpoint(tmp_path / "saved.pt")
+
+    with pytest.raises(TrainingError, match=r"saved with schedule 'constant'"):
+        make_trainer(make_model()).load_checkpoint(path)
+
+
+def test_early_stopping_after_patience(caplog: pytest.LogCaptureFixture) -> None:
+    # A linear model without batch norm and a negligible learning rate keeps the
+    # validation accuracy of epoch 1, so epochs 2 and 3 are not improvements.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(SIZE * SIZE, 2))
+    trainer = make_trainer(model, max_epochs=8, learning_rate=1e-12, early_stopping_patience=2)
+
+    with caplog.at_level(logging.INFO, logger="brainlake.training.trainer"):
+        history = trainer.fit(make_loader(separable_dataset(16)), make_loader(separable_dataset(8)))
+
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert trainer.epoch == 3
+    assert trainer.best_epoch == 1
+    messages = [record.getMessage() for record in caplog.records]
+    stop_lines = [message for message in messages if "stopping early" in message]
+    assert stop_lines == [
+        "stopping early after epoch 3: val_accuracy has not improved for 2 epochs since epoch 1"
+    ]
+
+
+def test_early_stopping_needs_validation() -> None:
+    trainer = make_trainer(make_model(), early_stopping_patience=2)
+
+    with pytest.raises(ValueError, match=r"early_stopping_patience=2 needs a val_loader"):
+        trainer.fit(make_loader(separable_dataset(8)))
+
+
+def test_callbacks_receive_every_row() -> None:
+    received: list[tuple[Trainer, HistoryRow]] = []
+    epochs_seen: list[int] = []
+    trainer = make_trainer(
+        make_model(),
+        max_epochs=3,
+        callbacks=[
+            lambda trainer, row: received.append((trainer, row)),
+            lambda trainer, row: epochs_seen.append(trainer.epoch),
+        ],
+    )
+
+    history = trainer.fit(make_loader(separable_dataset(8)), make_loader(separable_dataset(8)))
+
+    assert [row for _, row in received] == history
+    assert all(seen is trainer for seen, _ in received)
+    assert epochs_seen == [1, 2, 3]

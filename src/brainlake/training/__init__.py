@@ -21,16 +21,19 @@ from brainlake.training.metrics import (
     confusion_matrix,
     macro_f1,
     precision_recall_f1,
+    roc_auc_one_vs_rest,
 )
-from brainlake.training.trainer import HistoryRow, Monitor, Trainer
+from brainlake.training.trainer import EpochCallback, HistoryRow, Monitor, Schedule, Trainer
 
 __all__ = [
+    "EpochCallback",
     "Evaluation",
     "HistoryRow",
     "Monitor",
     "PerClassScores",
     "Precision",
     "PrecisionRequest",
+    "Schedule",
     "Trainer",
     "accuracy",
     "balanced_accuracy",
@@ -39,4 +42,5 @@ __all__ = [
     "precision_recall_f1",
     "resolve_device",
     "resolve_precision",
+    "roc_auc_one_vs_rest",
 ]

@@ -1,9 +1,10 @@
 """The training loop: fit a classifier, keep its best epoch, evaluate it, checkpoint it.
 
-:class:`Trainer` runs AdamW with a cosine learning-rate schedule and
-cross-entropy loss on any device that :func:`~brainlake.training.resolve_device`
-accepts. Checkpoints contain only tensors and plain Python values, so they load
-with ``torch.load(path, weights_only=True)`` and need no brainlake import.
+:class:`Trainer` runs AdamW with a cosine, one-cycle or constant learning-rate
+schedule and cross-entropy loss (optionally class-weighted and label-smoothed) on
+any device that :func:`~brainlake.training.resolve_device` accepts. Checkpoints
+contain only tensors and plain Python values, so they load with
+``torch.load(path, weights_only=True)`` and need no brainlake import.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, get_args
 
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.lr_scheduler import CosineAnnealingLR
+from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, LRScheduler, OneCycleLR
 from tqdm import tqdm
 
 from brainlake.exceptions import TrainingError
@@ -34,7 +35,7 @@ from brainlake.training.device import (
 )
 from brainlake.training.metrics import Evaluation
 
-__all__ = ["Batches", "HistoryRow", "Monitor", "Trainer"]
+__all__ = ["Batches", "EpochCallback", "HistoryRow", "Monitor", "Schedule", "Trainer"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,12 @@ Validation values are ``None`` when :meth:`Trainer.fit` had no validation loader
 
 Batches: TypeAlias = Iterable[Any]
 """An iterable of ``(images, labels)`` pairs, such as a ``torch.utils.data.DataLoader``."""
+
+Schedule = Literal["cosine", "onecycle", "constant"]
+"""The learning-rate schedule of :class:`Trainer`."""
+
+EpochCallback: TypeAlias = Callable[["Trainer", HistoryRow], None]
+"""A function that :meth:`Trainer.fit` calls after each epoch with the trainer and its row."""
 
 CHECKPOINT_FORMAT_VERSION = 1
 
@@ -96,8 +103,9 @@ class Trainer:
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``; see
             :func:`~brainlake.training.resolve_precision`. fp16 uses gradient scaling.
         max_epochs: Number of epochs that :meth:`fit` trains in total, and the
-            length of the cosine learning-rate schedule.
-        learning_rate: Initial AdamW learning rate.
+            length of the learning-rate schedule.
+        learning_rate: Initial AdamW learning rate, and the peak learning rate
+            of the ``"onecycle"`` schedule.
         weight_decay: AdamW decoupled weight decay.
         seed: Seed for Python's, NumPy's and torch's global random generators,
             reset to ``seed + epoch`` at the start of each epoch. It fixes dropout
@@ -112,6 +120,26 @@ class Trainer:
             and ``"val_macro_f1"`` are maximized, ``"val_loss"`` minimized.
         progress: Show a tqdm progress bar per epoch. ``None`` shows it only when
             standard error is a terminal.
+        class_weights: Weight of each class in the training cross-entropy, one
+            positive number per model output. ``"balanced"`` makes :meth:`fit`
+            count the labels of ``train_loader`` in one extra pass and use
+            ``num_samples / (num_classes * count)``. ``None`` weights all classes 1.
+            Validation and :meth:`evaluate` losses stay unweighted.
+        label_smoothing: Label smoothing of the training cross-entropy, in
+            ``[0, 1)``. Validation and :meth:`evaluate` losses use none.
+        max_grad_norm: Clip the gradients so that their total L2 norm is at most
+            this value before each step; with fp16 they are unscaled first.
+            ``None`` disables clipping.
+        schedule: ``"cosine"`` anneals the learning rate per epoch to 0 over
+            ``max_epochs``. ``"onecycle"`` (:class:`torch.optim.lr_scheduler.OneCycleLR`)
+            steps per batch, warming up to ``learning_rate`` and annealing to near 0,
+            so :meth:`fit` needs a ``train_loader`` with ``len()``. ``"constant"``
+            keeps ``learning_rate``.
+        early_stopping_patience: Stop :meth:`fit` once the monitored metric has not
+            improved for this many epochs. Needs a ``val_loader``. ``None`` trains
+            all ``max_epochs``.
+        callbacks: Functions called after every epoch, in order, with the trainer
+            and a copy of that epoch's history row.
 
     Raises:
         DeviceError: The requested device is not available.
@@ -132,6 +160,12 @@ class Trainer:
         checkpoint_dir: str | os.PathLike[str] | None = None,
         monitor: Monitor = "val_accuracy",
         progress: bool | None = None,
+        class_weights: Sequence[float] | Literal["balanced"] | None = None,
+        label_smoothing: float = 0.0,
+        max_grad_norm: float | None = None,
+        schedule: Schedule = "cosine",
+        early_stopping_patience: int | None = None,
+        callbacks: Sequence[EpochCallback] = (),
     ) -> None:
         _validate_settings(
             model=model,
@@ -141,6 +175,16 @@ class Trainer:
             seed=seed,
             class_names=class_names,
             monitor=monitor,
+        )
+        _validate_loss_settings(
+            class_weights=class_weights,
+            label_smoothing=label_smoothing,
+            max_grad_norm=max_grad_norm,
+        )
+        _validate_loop_settings(
+            schedule=schedule,
+            early_stopping_patience=early_stopping_patience,
+            callbacks=callbacks,
         )
 
         self._device = resolve_device(device)
@@ -152,11 +196,25 @@ class Trainer:
         self._checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self._monitor: Monitor = monitor
         self._progress = sys.stderr.isatty() if progress is None else progress
+        self._learning_rate = learning_rate
+        self._balanced_class_weights = class_weights == "balanced"
+        self._class_weights: list[float] | None = None
+        if class_weights is not None and not isinstance(class_weights, str):
+            self._class_weights = [float(weight) for weight in class_weights]
+        self._class_weight_tensor: torch.Tensor | None = None
+        self._label_smoothing = float(label_smoothing)
+        self._max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
+        self._schedule: Schedule = schedule
+        self._early_stopping_patience = early_stopping_patience
+        self._callbacks = list(callbacks)
 
         self._optimizer = torch.optim.AdamW(
             model.parameters(), lr=learning_rate, weight_decay=weight_decay
         )
-        self._scheduler = CosineAnnealingLR(self._optimizer, T_max=max_epochs)
+        # The one-cycle length depends on len(train_loader), so fit creates it.
+        self._scheduler: LRScheduler | None = self._create_epoch_scheduler()
+        # Optimizer and scheduler states loaded before the one-cycle scheduler exists.
+        self._pending_schedule_state: tuple[dict[str, Any], dict[str, Any] | None] | None = None
         self._scaler = torch.amp.GradScaler(self._device.type, enabled=self._precision == "fp16")
 
         self._epoch = 0
@@ -207,6 +265,15 @@ class Trainer:
         """Class names given to the trainer or restored from a checkpoint."""
         return list(self._class_names) if self._class_names is not None else None
 
+    @property
+    def class_weights(self) -> list[float] | None:
+        """Cross-entropy weight of each class, or ``None`` for equal weights.
+
+        With ``class_weights="balanced"`` it is ``None`` until :meth:`fit` counts
+        the training labels.
+        """
+        return list(self._class_weights) if self._class_weights is not None else None
+
     def fit(self, train_loader: Batches, val_loader: Batches | None = None) -> list[HistoryRow]:
         """Train until :attr:`epoch` reaches ``max_epochs``, validating after each epoch.
 
@@ -216,7 +283,9 @@ class Trainer:
         ``checkpoint_dir/best.pt``). **At the end the best epoch's weights are
         loaded back into the model**, so ``trainer.model`` is the best model, not
         the last one. Without ``val_loader`` every epoch counts as an improvement
-        and the last weights are kept.
+        and the last weights are kept. With ``early_stopping_patience`` training
+        stops before ``max_epochs`` once the monitored metric has not improved for
+        that many epochs, and the history ends at the last epoch run.
 
         Args:
             train_loader: Training batches; iterated once per epoch.
@@ -225,21 +294,38 @@ class Trainer:
         Returns:
             The full history, one dict per epoch with ``epoch``, ``train_loss``,
             ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``val_macro_f1``
-            (``None`` without ``val_loader``), ``lr`` (the learning rate of that
-            epoch) and ``seconds`` (wall time of training and validation).
+            (``None`` without ``val_loader``), ``lr`` (the learning rate at the
+            start of that epoch) and ``seconds`` (wall time of training and
+            validation). ``train_loss`` is the weighted, label-smoothed training
+            objective when those options are set.
 
         Raises:
             TrainingError: A loader yields no batches or malformed ones, a label is
                 outside the model's outputs, the training loss is not finite, or
-                ``max_epochs`` epochs are already complete.
+                ``max_epochs`` epochs are already complete. Also when
+                ``class_weights`` does not match the model's outputs, a class has
+                no training samples for ``class_weights="balanced"``, or
+                ``schedule="onecycle"`` gets a ``train_loader`` without ``len()``.
+            ValueError: ``early_stopping_patience`` is set but ``val_loader`` is not.
         """
         if self._epoch >= self._max_epochs:
             raise TrainingError(
                 f"all max_epochs={self._max_epochs} epochs are already complete; "
                 "create a new Trainer with a larger max_epochs to train further"
             )
+        if self._early_stopping_patience is not None and val_loader is None:
+            raise ValueError(
+                f"early_stopping_patience={self._early_stopping_patience!r} needs a val_loader; "
+                "pass val_loader to fit or set early_stopping_patience=None"
+            )
+        self._create_one_cycle_scheduler(train_loader)
+        if self._balanced_class_weights:
+            self._class_weights = self._balanced_weights(train_loader)
+            self._class_weight_tensor = None
 
         for epoch in range(self._epoch + 1, self._max_epochs + 1):
+            if self._patience_exhausted():
+                break
             row = self._run_epoch(epoch, train_loader, val_loader)
             self._history.append(row)
             self._epoch = epoch
@@ -247,12 +333,17 @@ class Trainer:
             improved = self._update_best(row)
             self._write_checkpoints(improved)
             self._log_epoch(row)
+            for callback in self._callbacks:
+                callback(self, dict(row))
 
         self._restore_best_weights()
         return self.history
 
     def evaluate(self, loader: Batches) -> Evaluation:
         """Compute loss and classification metrics of the model on ``loader``.
+
+        ROC-AUC comes from the softmax probabilities, so it is ``None`` when the
+        model returns non-finite logits.
 
         The model runs in eval mode without gradients and returns to its previous
         mode afterwards. ``print()`` the result for a readable report.
@@ -313,12 +404,13 @@ class Trainer:
         """Restore the state written by :meth:`save_checkpoint`.
 
         The model must have the same architecture as the one saved. The learning
-        rate schedule continues with the ``max_epochs`` of the saved run.
+        rate schedule continues with the ``max_epochs`` of the saved run, and the
+        ``"onecycle"`` schedule also with its number of steps.
 
         Raises:
             FileNotFoundError: ``path`` does not exist.
             TrainingError: The file is not a brainlake checkpoint, or its class
-                names differ from the ``class_names`` given to this trainer.
+                names or schedule differ from those of this trainer.
         """
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
         _check_checkpoint(payload, path)
@@ -330,9 +422,21 @@ class Trainer:
                     f"but this trainer has {self._class_names!r}"
                 )
 
+        saved_schedule = payload.get("schedule", "cosine")
+        if saved_schedule != self._schedule:
+            raise TrainingError(
+                f"checkpoint {str(path)!r} was saved with schedule {saved_schedule!r}, "
+                f"but this trainer has {self._schedule!r}; create the Trainer with "
+                f"schedule={saved_schedule!r} to resume it"
+            )
+
         self._model.load_state_dict(payload["model_state"])
         self._optimizer.load_state_dict(payload["optimizer_state"])
-        self._scheduler.load_state_dict(payload["scheduler_state"])
+        scheduler_state = payload["scheduler_state"]
+        if self._scheduler is not None and scheduler_state is not None:
+            self._scheduler.load_state_dict(scheduler_state)
+        elif self._scheduler is None:
+            self._pending_schedule_state = (payload["optimizer_state"], scheduler_state)
         # A disabled scaler saves an empty dict, which an enabled one rejects.
         if self._scaler.is_enabled() and payload["scaler_state"]:
             self._scaler.load_state_dict(payload["scaler_state"])
@@ -359,7 +463,8 @@ class Trainer:
         if val_loader is not None:
             validation = self._evaluate(val_loader, description=f"validate {epoch}")
 
-        self._scheduler.step()
+        if self._schedule != "onecycle":
+            self._require_scheduler().step()
         return {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -386,12 +491,23 @@ class Trainer:
             logits = self._forward(images)
             self._check_logits(logits, labels)
             labels = labels.to(self._device, non_blocking=True)
-            loss = F.cross_entropy(logits.float(), labels)
+            loss = F.cross_entropy(
+                logits.float(),
+                labels,
+                weight=self._loss_weights(),
+                label_smoothing=self._label_smoothing,
+            )
 
             self._optimizer.zero_grad(set_to_none=True)
             torch.autograd.backward(self._scaler.scale(loss))
+            if self._max_grad_norm is not None:
+                # Clip the true gradients, not the fp16-scaled ones.
+                self._scaler.unscale_(self._optimizer)
+                nn.utils.clip_grad_norm_(self._model.parameters(), self._max_grad_norm)
             self._scaler.step(self._optimizer)
             self._scaler.update()
+            if self._schedule == "onecycle":
+                self._require_scheduler().step()
 
             loss_sum += loss.detach() * labels.shape[0]
             correct += (logits.detach().argmax(dim=1) == labels).sum()
@@ -415,6 +531,7 @@ class Trainer:
         loss_sum = torch.zeros((), dtype=torch.float32, device=self._device)
         all_labels: list[torch.Tensor] = []
         all_predictions: list[torch.Tensor] = []
+        all_probabilities: list[torch.Tensor] = []
 
         was_training = self._model.training
         self._model.eval()
@@ -428,6 +545,7 @@ class Trainer:
                     device_labels = labels.to(self._device, non_blocking=True)
                     loss_sum += F.cross_entropy(logits.float(), device_labels, reduction="sum")
                     all_predictions.append(logits.argmax(dim=1).cpu())
+                    all_probabilities.append(torch.softmax(logits.float(), dim=1).cpu())
                     all_labels.append(labels.cpu())
         finally:
             self._model.train(was_training)
@@ -435,17 +553,30 @@ class Trainer:
         if not all_labels:
             raise TrainingError(f"the loader given to {description!r} yielded no batches")
         labels_array = torch.cat(all_labels)
+        probabilities = torch.cat(all_probabilities)
+        finite_probabilities = bool(torch.isfinite(probabilities).all())
+        if not finite_probabilities:
+            logger.warning(
+                "the model returned non-finite logits in %r, so its ROC-AUC is None",
+                description,
+            )
         return Evaluation.from_predictions(
             labels_array,
             torch.cat(all_predictions),
             loss=loss_sum.item() / labels_array.numel(),
             class_names=self._resolved_class_names(),
+            probabilities=probabilities if finite_probabilities else None,
         )
 
     # -- batches -----------------------------------------------------------
 
     def _unpack_batch(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the images on the device and the labels where the loader left them."""
+        images, labels = self._split_batch(batch)
+        return self._to_device_images(images), labels
+
+    def _split_batch(self, batch: Any) -> tuple[Any, torch.Tensor]:
+        """Return the images as the loader gave them and the checked int64 labels."""
         if not isinstance(batch, (tuple, list)):
             raise TrainingError(
                 f"each batch must be a pair (images, labels), got a {type(batch).__name__}"
@@ -465,7 +596,7 @@ class Trainer:
             )
         if labels.ndim != 1:
             raise TrainingError(f"labels must be 1-D [batch], got shape {tuple(labels.shape)!r}")
-        return self._to_device_images(images), labels.long()
+        return images, labels.long()
 
     def _to_device_images(self, images: Any) -> torch.Tensor:
         if not isinstance(images, torch.Tensor):
@@ -546,6 +677,125 @@ class Trainer:
             disable=not self._progress,
         )
 
+    # -- loss and schedule ---------------------------------------------------
+
+    def _loss_weights(self) -> torch.Tensor | None:
+        """Return the class weights on the device, checked against the model's outputs."""
+        if self._class_weights is None:
+            return None
+        if self._class_weight_tensor is None:
+            if len(self._class_weights) != self._num_outputs:
+                raise TrainingError(
+                    f"class_weights has {len(self._class_weights)} values but the model has "
+                    f"{self._num_outputs} outputs: {self._class_weights!r}; pass one weight "
+                    "per class"
+                )
+            self._class_weight_tensor = torch.tensor(
+                self._class_weights, dtype=torch.float32, device=self._device
+            )
+        return self._class_weight_tensor
+
+    def _balanced_weights(self, loader: Batches) -> list[float]:
+        """Count the labels of one pass over ``loader`` and weight classes inversely."""
+        counts: torch.Tensor | None = None
+        for batch in loader:
+            images, labels = self._split_batch(batch)
+            if self._num_outputs is None:
+                images = self._to_device_images(images)
+            self._check_labels(images, labels)
+            batch_counts = torch.bincount(labels.cpu(), minlength=self._num_outputs or 0)
+            counts = batch_counts if counts is None else counts + batch_counts
+        if counts is None:
+            raise TrainingError(
+                "the training loader yielded no batches; check its dataset and batch_size"
+            )
+
+        names = self._resolved_class_names()
+        for index, count in enumerate(counts.tolist()):
+            if count == 0:
+                raise TrainingError(
+                    f"class {names[index]!r} (index {index}) has no samples in the training "
+                    "loader, so class_weights='balanced' cannot weight it; add samples of "
+                    "that class or pass explicit class_weights"
+                )
+        total = int(counts.sum())
+        weights = [total / (len(names) * count) for count in counts.tolist()]
+        logger.info("balanced class weights: %s", dict(zip(names, weights, strict=True)))
+        return weights
+
+    def _create_epoch_scheduler(self) -> LRScheduler | None:
+        if self._schedule == "cosine":
+            return CosineAnnealingLR(self._optimizer, T_max=self._max_epochs)
+        if self._schedule == "constant":
+            return ConstantLR(self._optimizer, factor=1.0, total_iters=0)
+        return None
+
+    def _create_one_cycle_scheduler(self, train_loader: Batches) -> None:
+        """Create the per-batch one-cycle scheduler on the first fit, then resume its state."""
+        if self._schedule != "onecycle":
+            return
+        try:
+            steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
+        except TypeError:
+            raise TrainingError(
+                f"schedule='onecycle' needs the number of batches per epoch, but the "
+                f"train_loader, a {type(train_loader).__name__}, has no len(); pass a "
+                "DataLoader or a list, or use schedule='cosine'"
+            ) from None
+        if steps_per_epoch < 1:
+            raise TrainingError(
+                "the training loader yielded no batches; check its dataset and batch_size"
+            )
+
+        if self._scheduler is None:
+            self._scheduler = OneCycleLR(
+                self._optimizer,
+                max_lr=self._learning_rate,
+                total_steps=steps_per_epoch * self._max_epochs,
+            )
+            if self._pending_schedule_state is not None:
+                # OneCycleLR's constructor overwrote the learning rate and betas of the
+                # loaded optimizer, so the saved optimizer state is loaded again.
+                optimizer_state, scheduler_state = self._pending_schedule_state
+                if scheduler_state is not None:
+                    self._scheduler.load_state_dict(scheduler_state)
+                self._optimizer.load_state_dict(optimizer_state)
+                self._pending_schedule_state = None
+
+        # A resumed schedule keeps its saved length, and OneCycleLR raises once a
+        # step goes past it, so a loader of another length is rejected up front.
+        assert isinstance(self._scheduler, OneCycleLR)
+        planned_steps = self._scheduler.total_steps
+        if planned_steps != steps_per_epoch * self._max_epochs:
+            raise TrainingError(
+                f"the one-cycle schedule was created for {planned_steps} steps "
+                f"({planned_steps // self._max_epochs} batches per epoch), but the "
+                f"train_loader has {steps_per_epoch} batches per epoch; resume with a "
+                "train_loader of the original length"
+            )
+
+    def _require_scheduler(self) -> LRScheduler:
+        if self._scheduler is None:
+            raise TrainingError(f"the {self._schedule!r} scheduler was not created before training")
+        return self._scheduler
+
+    def _patience_exhausted(self) -> bool:
+        """Return whether early stopping ends training now, logging when it does."""
+        patience = self._early_stopping_patience
+        if patience is None or self._best_epoch is None:
+            return False
+        stale_epochs = self._epoch - self._best_epoch
+        if stale_epochs < patience:
+            return False
+        logger.info(
+            "stopping early after epoch %d: %s has not improved for %d epochs since epoch %d",
+            self._epoch,
+            self._monitor,
+            stale_epochs,
+            self._best_epoch,
+        )
+        return True
+
     # -- best epoch and checkpoints -----------------------------------------
 
     def _update_best(self, row: HistoryRow) -> bool:
@@ -607,7 +857,7 @@ class Trainer:
             "format_version": CHECKPOINT_FORMAT_VERSION,
             "model_state": _copy_state(self._model.state_dict()),
             "optimizer_state": self._optimizer.state_dict(),
-            "scheduler_state": self._scheduler.state_dict(),
+            "scheduler_state": self._scheduler_state(),
             "scaler_state": self._scaler.state_dict(),
             "epoch": self._epoch,
             "history": self.history,
@@ -615,10 +865,19 @@ class Trainer:
             "best_epoch": self._best_epoch,
             "monitor": self._monitor,
             "precision": self._precision,
+            "schedule": self._schedule,
         }
         if self._best_state is not None and self._best_epoch != self._epoch:
             payload["best_model_state"] = self._best_state
         return payload
+
+    def _scheduler_state(self) -> dict[str, Any] | None:
+        """Return the scheduler state, or the one loaded for a one-cycle run not yet resumed."""
+        if self._scheduler is not None:
+            return self._scheduler.state_dict()
+        if self._pending_schedule_state is not None:
+            return self._pending_schedule_state[1]
+        return None
 
     def _log_epoch(self, row: HistoryRow) -> None:
         validation = (
@@ -672,6 +931,58 @@ def _validate_settings(
         all_valid = all(isinstance(name, str) and name for name in names)
         if not all_valid or len(set(names)) != len(names):
             raise ValueError(f"class_names must be distinct non-empty strings, got {names!r}")
+
+
+def _validate_loss_settings(
+    *,
+    class_weights: Sequence[float] | str | None,
+    label_smoothing: float,
+    max_grad_norm: float | None,
+) -> None:
+    if isinstance(class_weights, str):
+        if class_weights != "balanced":
+            raise ValueError(
+                f"class_weights must be 'balanced', a sequence of weights or None, "
+                f"got {class_weights!r}"
+            )
+    elif class_weights is not None:
+        weights = list(class_weights)
+        if not weights or not all(_is_finite_number(weight) and weight > 0 for weight in weights):
+            raise ValueError(
+                f"class_weights must be a non-empty sequence of positive numbers, got {weights!r}"
+            )
+    if not _is_finite_number(label_smoothing) or not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
+    if max_grad_norm is not None and (not _is_finite_number(max_grad_norm) or max_grad_norm <= 0):
+        raise ValueError(
+            f"max_grad_norm must be a positive number or None, got {max_grad_norm!r}"
+        )
+
+
+def _validate_loop_settings(
+    *,
+    schedule: str,
+    early_stopping_patience: int | None,
+    callbacks: Sequence[object],
+) -> None:
+    if schedule not in get_args(Schedule):
+        raise ValueError(
+            f"schedule must be one of {list(get_args(Schedule))!r}, got {schedule!r}"
+        )
+    if early_stopping_patience is not None and (
+        isinstance(early_stopping_patience, bool)
+        or not isinstance(early_stopping_patience, int)
+        or early_stopping_patience < 1
+    ):
+        raise ValueError(
+            "early_stopping_patience must be an integer >= 1 or None, "
+            f"got {early_stopping_patience!r}"
+        )
+    for callback in callbacks:
+        if not callable(callback):
+            raise ValueError(
+                f"callbacks must be callables taking (trainer, row), got {callback!r}"
+            )
 
 
 def _is_finite_number(value: object) -> bool:
