@@ -16,25 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import brainlake as bl
+from _data import find_data
 
 GOAL = 4.0
 REPEATS = 3
-
-
-def find_data() -> Path:
-    configured = os.environ.get("BRAINLAKE_DATA")
-    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brain-tumor-mri"
-    for candidate in ([Path(configured)] if configured else []) + [shared]:
-        if (candidate / "Training").is_dir():
-            return candidate
-    sys.exit("the real data set is not here; set BRAINLAKE_DATA to its folder")
 
 
 def hash_and_copy(files: list[Path], target: Path) -> None:

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from _data import find_data
 from _synthetic import make_synthetic_copy
 
 GOAL = 1.2
@@ -44,18 +45,6 @@ class Peak:
     after_ingest_mib: float
     items: int
     seconds: float
-
-
-def find_data() -> Path:
-    configured = os.environ.get("BRAINLAKE_DATA")
-    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brain-tumor-mri"
-    for candidate in ([Path(configured)] if configured else []) + [shared]:
-        if (candidate / "Training").is_dir():
-            return candidate
-    sys.exit(
-        "the real data set is not here: expected a folder with Training/ and Testing/ at "
-        f"{shared} or in $BRAINLAKE_DATA"
-    )
 
 
 def peak_rss_mib() -> float:

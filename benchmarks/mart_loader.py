@@ -37,7 +37,6 @@ real data; the goal is at least 25x. The whole script takes about 1 minute on
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -51,6 +50,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 import brainlake as bl
+from _data import find_data
 from _synthetic import make_synthetic_copy
 
 GOAL = 25.0
@@ -74,18 +74,6 @@ class Timing:
     @property
     def images_per_second(self) -> float:
         return self.images / self.seconds
-
-
-def find_data() -> Path:
-    configured = os.environ.get("BRAINLAKE_DATA")
-    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brain-tumor-mri"
-    for candidate in ([Path(configured)] if configured else []) + [shared]:
-        if (candidate / "Training").is_dir():
-            return candidate
-    sys.exit(
-        "the real data set is not here: expected a folder with Training/ and Testing/ at "
-        f"{shared} or in $BRAINLAKE_DATA"
-    )
 
 
 def best_epoch(batches: Any) -> float:

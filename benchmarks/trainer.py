@@ -28,7 +28,6 @@ when they are busy.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -41,6 +40,7 @@ from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 import brainlake as bl
+from _data import find_data
 
 GOAL = 1.05
 SIZE = 64
@@ -52,18 +52,6 @@ TORCH_THREADS = 2
 # The Trainer's defaults for ``learning_rate`` and ``weight_decay``.
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 1e-4
-
-
-def find_data() -> Path:
-    configured = os.environ.get("BRAINLAKE_DATA")
-    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brain-tumor-mri"
-    for candidate in ([Path(configured)] if configured else []) + [shared]:
-        if (candidate / "Training").is_dir():
-            return candidate
-    sys.exit(
-        "the real data set is not here: expected a folder with Training/ and Testing/ at "
-        f"{shared} or in $BRAINLAKE_DATA"
-    )
 
 
 def fresh_model(num_classes: int) -> nn.Module:
