@@ -1,7 +1,7 @@
 """The ``brainlake`` command: ingest, build marts, train, inspect, and run the demo.
 
-Exit codes: 0 on success, 1 when brainlake rejects the input (the message says
-why and what to do), 2 for a command-line usage error.
+Exit codes: 0 on success, 1 when brainlake rejects the input (the message gives
+the reason and what to do), 2 for a command-line usage error.
 """
 
 from __future__ import annotations
@@ -447,8 +447,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``brainlake`` command and return its exit code."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
+    level = logging.INFO
+    if arguments.quiet:
+        level = logging.ERROR
+    elif arguments.json:
+        level = logging.WARNING
     logging.basicConfig(
-        level=logging.ERROR if arguments.quiet else logging.WARNING if arguments.json else logging.INFO,
+        level=level,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

@@ -158,7 +158,10 @@ def conditions_to_filters(conditions: Mapping[str, Any]) -> list[Filter]:
         if value is None:
             raise ValueError(f"condition {key}=None is not supported; use {column}__isnull=True")
         many = isinstance(value, (list, tuple, set, frozenset))
-        op = _SUFFIXES[suffix] if suffix else ("in" if many else "=")
+        if suffix:
+            op = _SUFFIXES[suffix]
+        else:
+            op = "in" if many else "="
         if op in ("in", "not in"):
             values = sorted(value, key=str) if many else [value]
             if not values:

@@ -320,8 +320,13 @@ def plan_splits(rows: Sequence[Mapping[str, Any]], spec: SplitSpec) -> tuple[dic
     _check_fraction("test_fraction", spec.test_fraction)
     groups = _group_rows(rows, spec.near_distance if spec.group_near else None)
     has_patients = any(row.get("patient_id") for row in rows)
+    grouped_by = ["sha256"]
+    if has_patients:
+        grouped_by.append("patient_id")
+    if spec.group_near:
+        grouped_by.append("phash")
     leakage: dict[str, Any] = {
-        "grouped_by": (["sha256", "patient_id"] if has_patients else ["sha256"]) + (["phash"] if spec.group_near else []),
+        "grouped_by": grouped_by,
         "groups": len(groups),
         "groups_with_copies": sum(1 for members in groups if len({rows[i]["sha256"] for i in members}) < len(members)),
         "groups_with_conflicting_labels": sum(1 for members in groups if len({rows[i]["label"] for i in members}) > 1),
@@ -1149,7 +1154,7 @@ class ResidentMart:
 
     Args:
         datasets: The splits' datasets, read once into device memory.
-        device: The device that holds them.
+        device: The device that keeps them.
         mean: Per-channel mean used to normalise, as in the manifest.
         std: Per-channel standard deviation used to normalise.
     """
