@@ -51,3 +51,7 @@ def real_lake(tmp_path_factory: pytest.TempPathFactory, real_data_dir: Path) -> 
     lake.ingest(real_data_dir, source="kaggle-brain-mri", label_from="parent", split_from="grandparent",
                 progress=False)
     yield lake
+
+
+# Real S3 and GCS servers on 127.0.0.1 (fixtures s3_server and gcs_server).
+pytest_plugins = ["servers"]
