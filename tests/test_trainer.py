@@ -583,3 +583,39 @@ def test_callbacks_receive_every_row() -> None:
     assert [row for _, row in received] == history
     assert all(seen is trainer for seen, _ in received)
     assert epochs_seen == [1, 2, 3]
+
+
+def test_hyperparameters_list_every_setting() -> None:
+    trainer = make_trainer(make_model(), learning_rate=2e-3, weight_decay=0.01, schedule="constant",
+                           label_smoothing=0.1, max_grad_norm=1.0, class_weights=[1.0, 2.0])
+
+    settings = trainer.hyperparameters
+
+    assert settings["learning_rate"] == 2e-3
+    assert settings["weight_decay"] == 0.01
+    assert settings["schedule"] == "constant"
+    assert settings["label_smoothing"] == 0.1
+    assert settings["max_grad_norm"] == 1.0
+    assert settings["class_weights"] == [1.0, 2.0]
+    assert settings["max_epochs"] == 3
+    assert settings["precision"] == "fp32"
+    assert settings["device"] == "cpu"
+    assert settings["world_size"] == 1
+
+
+def test_fit_sets_sampler_epoch_each_epoch() -> None:
+    from brainlake.mart import ShardSampler
+
+    dataset = separable_dataset(16)
+    sampler = ShardSampler(len(dataset), num_replicas=1, rank=0, shuffle=True, seed=0)
+    loader = DataLoader(dataset, batch_size=8, sampler=sampler)
+    seen: list[tuple[int, list[int]]] = []
+
+    def record(trainer: Trainer, row: HistoryRow) -> None:
+        seen.append((sampler.epoch, list(sampler)))
+
+    make_trainer(make_model(), max_epochs=2, callbacks=[record]).fit(loader)
+
+    assert [epoch for epoch, _ in seen] == [1, 2]
+    assert seen[0][1] != seen[1][1]
+    assert sorted(seen[0][1]) == list(range(16))

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from ._version import __version__
@@ -44,7 +44,7 @@ from .exceptions import MartError, MartNotFoundError
 from .augment import Augmentation, seeded_generator
 from .imaging import ResizeMode, near_duplicate_components, to_uint8_array
 from .lake import conditions_to_filters
-from .storage import cache_root
+from .storage import cache_root, with_retries
 
 if TYPE_CHECKING:
     from .lake import Datalake
@@ -55,6 +55,7 @@ __all__ = [
     "BuiltMart",
     "ResidentLoader",
     "ResidentMart",
+    "ShardSampler",
     "Datamart",
     "MartDataset",
     "MartPlan",
@@ -811,6 +812,7 @@ def _mart_relative(name: str, recipe_hash: str) -> str:
 
 
 def _materialize(lake: Datalake, name: str, plan: MartPlan, *, workers: int | None, progress: bool | None) -> BuiltMart:
+    lake._require_writable(f"build mart {name!r}")
     recipe_hash = plan.recipe.hash()
     relative = _mart_relative(name, recipe_hash)
     location = lake.location
@@ -859,7 +861,10 @@ def _upload(lake: Datalake, staging: Path, relative: str) -> None:
     fs = lake.location.fs
     names = sorted(path.name for path in staging.iterdir() if path.name != "manifest.json")
     for file_name in [*names, "manifest.json"]:
-        fs.put_file(str(staging / file_name), lake.location.path(relative, file_name))
+        source, target = str(staging / file_name), lake.location.path(relative, file_name)
+        with_retries("upload", lake.location.url_of(relative, file_name),
+                     lambda: fs.put_file(source, target))
+    lake.location.refresh(relative)
 
 
 def _decoded_blocks(
@@ -991,17 +996,26 @@ def _find_built(lake: Datalake, name: str, recipe_hash: str) -> BuiltMart | None
     cached = cache_root() / lake.lake_id / relative
     if (cached / "manifest.json").exists():
         return BuiltMart(cached)
+    # Another process may have built it since this filesystem cached the listing.
+    location.refresh(relative)
     if not location.fs.exists(location.path(relative, "manifest.json")):
         return None
-    staging = Path(tempfile.mkdtemp(prefix=f".{recipe_hash}.", dir=cached.parent if cached.parent.exists() else None))
+    # Staged beside the cache folder, so the final rename stays on one file system.
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{recipe_hash}.", dir=cached.parent))
     try:
         for remote in sorted(location.fs.ls(location.path(relative), detail=False)):
             base = remote.rstrip("/").rsplit("/", 1)[-1]
             if base != "manifest.json":
-                location.fs.get_file(remote, str(staging / base))
-        location.fs.get_file(location.path(relative, "manifest.json"), str(staging / "manifest.json"))
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging, cached)
+                with_retries("download", location.url_of(relative, base),
+                             lambda: location.fs.get_file(remote, str(staging / base)))
+        with_retries("download", location.url_of(relative, "manifest.json"),
+                     lambda: location.fs.get_file(location.path(relative, "manifest.json"),
+                                                  str(staging / "manifest.json")))
+        if cached.exists():
+            shutil.rmtree(staging)  # another process cached it meanwhile
+        else:
+            os.replace(staging, cached)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -1099,6 +1113,90 @@ class MartDataset(Dataset[tuple[torch.Tensor, int]]):
 def _keep_batch(batch: Any) -> Any:
     # MartDataset.__getitems__ already returns a collated (images, labels) pair.
     return batch
+
+
+class ShardSampler(Sampler[int]):
+    """The indices of one process's shard of a split, in a ``torch.distributed`` job.
+
+    For each epoch every rank computes the same order (a permutation seeded with
+    ``seed + epoch`` when shuffling, the array order otherwise) and takes every
+    ``num_replicas``-th index from position ``rank`` on, so the shards are
+    disjoint. Call :meth:`set_epoch` before each epoch, as
+    :class:`~brainlake.training.Trainer` does, to get a new order.
+
+    Args:
+        length: Number of items in the split.
+        num_replicas: Number of processes sharing the split.
+        rank: This process's rank, ``0 <= rank < num_replicas``.
+        shuffle: Permute the split each epoch.
+        seed: Seed of the permutations; the same on every rank.
+        even: Drop the last ``length % num_replicas`` items of each epoch's order
+            so that every rank gets the same number of items, and so the same
+            number of batches, which DDP training needs (a shuffled order drops
+            different items each epoch). Without it every item is in exactly one
+            shard, and shard sizes differ by at most one, as evaluation needs.
+
+    Raises:
+        ValueError: If ``num_replicas`` or ``rank`` is out of range.
+    """
+
+    def __init__(
+        self, length: int, *, num_replicas: int, rank: int, shuffle: bool, seed: int = 0, even: bool = False
+    ) -> None:
+        if num_replicas < 1:
+            raise ValueError(f"num_replicas must be at least 1, got {num_replicas!r}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in 0..{num_replicas - 1}, got {rank!r}")
+        self.length = length
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.shuffle = shuffle
+        self.seed = seed
+        self.even = even
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the order of ``epoch``. Every rank must pass the same value."""
+        self.epoch = epoch
+
+    def _used(self) -> int:
+        return self.length - self.length % self.num_replicas if self.even else self.length
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self._used(), self.num_replicas))
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.length, generator=generator).tolist()
+        else:
+            order = list(range(self.length))
+        return iter(order[self.rank : self._used() : self.num_replicas])
+
+
+def _distributed_rank_and_size() -> tuple[int, int]:
+    """Return ``(rank, world_size)`` of this process in a ``torch.distributed`` job.
+
+    An initialized process group decides; otherwise the ``RANK`` and
+    ``WORLD_SIZE`` variables that ``torchrun`` sets. A process outside any job
+    gets ``(0, 1)``.
+
+    Raises:
+        ValueError: If ``RANK`` or ``WORLD_SIZE`` is set but not a valid number.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    try:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+    except ValueError:
+        raise ValueError(
+            f"RANK={os.environ.get('RANK')!r} and WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} "
+            "must be whole numbers, as torchrun sets them"
+        ) from None
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"RANK={rank} is outside 0..{world_size - 1} for WORLD_SIZE={world_size}")
+    return rank, world_size
 
 
 class AugmentedLoader:
@@ -1257,6 +1355,10 @@ class BuiltMart:
 
     Args:
         folder: The local folder holding the mart's files.
+
+    Attributes:
+        affected: Notes of :meth:`Datalake.forget` calls that removed items
+            this mart contains, read from ``affected.json``; empty when none did.
     """
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
@@ -1265,6 +1367,17 @@ class BuiltMart:
         if not manifest_path.exists():
             raise MartNotFoundError(f"{os.fspath(folder)!r} contains no built mart (manifest.json not found)")
         self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+        affected_path = self.path / "affected.json"
+        self.affected: list[dict[str, Any]] = (
+            json.loads(affected_path.read_text()) if affected_path.exists() else []
+        )
+        if self.affected:
+            logger.warning(
+                "mart %s/%s contains %d items since removed from the lake by forget (events %s); "
+                "rebuild it from the current lake version",
+                self.name, self.recipe_hash, sum(note.get("items_removed", 0) for note in self.affected),
+                ", ".join(note.get("forget_event_id", "?") for note in self.affected),
+            )
 
     @property
     def name(self) -> str:
@@ -1336,6 +1449,7 @@ class BuiltMart:
         num_workers: int = 0,
         augment: Augmentation | bool | None = None,
         device: str | torch.device | None = None,
+        distributed: bool | None = None,
     ) -> DataLoader[tuple[torch.Tensor, int]] | AugmentedLoader:
         """Return a DataLoader yielding ``(images, labels)`` batches of one split.
 
@@ -1361,14 +1475,37 @@ class BuiltMart:
                 or one configured; usually only for the training split.
             device: Move each batch there before augmenting it (the trainer
                 moves batches itself, so this matters for augmentation speed).
+            distributed: Give each process of a ``torch.distributed`` job a
+                disjoint shard of the split through a :class:`ShardSampler`.
+                A shuffled split is cut into equal shards (dropping up to
+                ``world_size - 1`` items per epoch) so that DDP ranks run the
+                same number of steps; an unshuffled one, for evaluation, keeps
+                every item. ``None`` shards when the process is in a job: an
+                initialized process group or ``torchrun``'s ``WORLD_SIZE`` above 1.
+
+        Raises:
+            MartError: If ``distributed=True`` but the process is not in a job.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+        dataset = self.dataset(split, normalize=normalize)
+        rank, world_size = _distributed_rank_and_size()
+        if distributed and world_size == 1:
+            raise MartError(
+                "distributed=True needs a torch.distributed job of 2 or more processes, but this process "
+                "has none; launch it with torchrun, or pass distributed=None"
+            )
+        sampler: ShardSampler | None = None
+        if distributed is not False and world_size > 1:
+            sampler = ShardSampler(
+                len(dataset), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, even=shuffle
+            )
         generator = torch.Generator().manual_seed(seed)
         loader: DataLoader[tuple[torch.Tensor, int]] = DataLoader(
-            self.dataset(split, normalize=normalize),
+            dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             drop_last=drop_last,
             num_workers=num_workers,
             collate_fn=_keep_batch,

@@ -1,4 +1,4 @@
-"""Training on any device: device and precision resolution, the Trainer, metrics.
+"""Training on any device: device and precision resolution, the Trainer, metrics, reports.
 
 >>> from brainlake.training import resolve_device
 >>> resolve_device("cpu")
@@ -23,6 +23,7 @@ from brainlake.training.metrics import (
     precision_recall_f1,
     roc_auc_one_vs_rest,
 )
+from brainlake.training.report import draw_report, report_data, write_report
 from brainlake.training.trainer import EpochCallback, HistoryRow, Monitor, Schedule, Trainer
 
 __all__ = [
@@ -38,9 +39,12 @@ __all__ = [
     "accuracy",
     "balanced_accuracy",
     "confusion_matrix",
+    "draw_report",
     "macro_f1",
     "precision_recall_f1",
+    "report_data",
     "resolve_device",
     "resolve_precision",
     "roc_auc_one_vs_rest",
+    "write_report",
 ]

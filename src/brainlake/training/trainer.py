@@ -9,13 +9,14 @@ contain only tensors and plain Python values, so they load with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, get_args
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, LRScheduler, OneCycleLR
 from tqdm import tqdm
 
@@ -32,6 +34,14 @@ from brainlake.training.device import (
     PrecisionRequest,
     resolve_device,
     resolve_precision,
+)
+from brainlake.training.distributed import (
+    DistributedJob,
+    find_job,
+    gather_arrays,
+    job_device,
+    join_job,
+    sum_across_ranks,
 )
 from brainlake.training.metrics import Evaluation
 
@@ -139,7 +149,17 @@ class Trainer:
             improved for this many epochs. Needs a ``val_loader``. ``None`` trains
             all ``max_epochs``.
         callbacks: Functions called after every epoch, in order, with the trainer
-            and a copy of that epoch's history row.
+            and a copy of that epoch's history row. Under DDP they run on every rank.
+        distributed: Train data-parallel (DDP) as one rank of a ``torch.distributed``
+            job. ``None`` does so when ``torchrun`` started the process with
+            ``WORLD_SIZE`` above 1 or a process group is initialized; ``False``
+            never; ``True`` requires a job. The trainer then initializes the
+            process group if needed (NCCL for CUDA, gloo otherwise), puts an
+            index-free CUDA device on GPU ``LOCAL_RANK``, wraps the model in
+            :class:`~torch.nn.parallel.DistributedDataParallel`, sums losses and
+            evaluation counts over the ranks, and logs, shows progress and writes
+            checkpoints on rank 0 only. Each rank should get its own shard of the
+            data, as :meth:`brainlake.BuiltMart.loader` gives under ``torchrun``.
 
     Raises:
         DeviceError: The requested device is not available.
@@ -166,6 +186,7 @@ class Trainer:
         schedule: Schedule = "cosine",
         early_stopping_patience: int | None = None,
         callbacks: Sequence[EpochCallback] = (),
+        distributed: bool | None = None,
     ) -> None:
         _validate_settings(
             model=model,
@@ -187,16 +208,31 @@ class Trainer:
             callbacks=callbacks,
         )
 
-        self._device = resolve_device(device)
-        self._precision = resolve_precision(precision, self._device)
+        self._job: DistributedJob | None = find_job(distributed)
+        with _device_logs_silenced(self._job is not None and not self._job.is_main):
+            self._device = resolve_device(device)
+            if self._job is not None:
+                self._device = job_device(self._job, self._device)
+                join_job(self._job, self._device)
+            self._precision = resolve_precision(precision, self._device)
         self._model = model.to(self._device)
+        # Training steps run through the DDP wrapper, which averages gradients
+        # across ranks. Evaluation and checkpoints use the plain model, so state
+        # dicts carry no "module." prefix and evaluation needs no collective per batch.
+        self._network: nn.Module = self._model
+        if self._job is not None:
+            device_ids = [self._device.index] if self._device.type == "cuda" else None
+            self._network = DistributedDataParallel(self._model, device_ids=device_ids)
         self._max_epochs = max_epochs
         self._seed = seed
         self._class_names = list(class_names) if class_names is not None else None
         self._checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self._monitor: Monitor = monitor
         self._progress = sys.stderr.isatty() if progress is None else progress
+        if self._job is not None and not self._job.is_main:
+            self._progress = False
         self._learning_rate = learning_rate
+        self._weight_decay = weight_decay
         self._balanced_class_weights = class_weights == "balanced"
         self._class_weights: list[float] | None = None
         if class_weights is not None and not isinstance(class_weights, str):
@@ -236,6 +272,41 @@ class Trainer:
         return self._device
 
     @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """The training settings as plain values, for run records.
+
+        ``class_weights`` is the list in use, so after ``"balanced"`` has been
+        resolved by :meth:`fit` it is the computed weights.
+        """
+        return {
+            "max_epochs": self._max_epochs,
+            "learning_rate": self._learning_rate,
+            "weight_decay": self._weight_decay,
+            "optimizer": "AdamW",
+            "schedule": self._schedule,
+            "seed": self._seed,
+            "monitor": self._monitor,
+            "class_weights": self.class_weights,
+            "balanced_class_weights": self._balanced_class_weights,
+            "label_smoothing": self._label_smoothing,
+            "max_grad_norm": self._max_grad_norm,
+            "early_stopping_patience": self._early_stopping_patience,
+            "device": str(self._device),
+            "precision": self._precision,
+            "world_size": self.world_size,
+        }
+
+    @property
+    def rank(self) -> int:
+        """This process's rank in a DDP job, 0 when training in one process."""
+        return self._job.rank if self._job is not None else 0
+
+    @property
+    def world_size(self) -> int:
+        """Number of DDP processes training together, 1 when training in one process."""
+        return self._job.world_size if self._job is not None else 1
+
+    @property
     def precision(self) -> Precision:
         """The resolved precision: ``"fp32"``, or the autocast type ``"bf16"`` or ``"fp16"``."""
         return self._precision
@@ -257,7 +328,7 @@ class Trainer:
 
     @property
     def best_checkpoint_path(self) -> Path | None:
-        """Path of ``best.pt`` once written, or ``None`` without a ``checkpoint_dir``."""
+        """Path of ``best.pt`` once written, or ``None`` without a ``checkpoint_dir`` or off rank 0."""
         return self._best_checkpoint_path
 
     @property
@@ -318,6 +389,7 @@ class Trainer:
                 f"early_stopping_patience={self._early_stopping_patience!r} needs a val_loader; "
                 "pass val_loader to fit or set early_stopping_patience=None"
             )
+        self._check_shards(train_loader)
         self._create_one_cycle_scheduler(train_loader)
         if self._balanced_class_weights:
             self._class_weights = self._balanced_weights(train_loader)
@@ -446,7 +518,7 @@ class Trainer:
         if self._class_names is None and saved_names is not None:
             self._class_names = list(saved_names)
         self._restore_best_tracking(payload)
-        logger.info("loaded checkpoint of epoch %d from %s", self._epoch, path)
+        self._log(logging.INFO, "loaded checkpoint of epoch %d from %s", self._epoch, path)
 
     # -- one epoch ---------------------------------------------------------
 
@@ -455,6 +527,8 @@ class Trainer:
     ) -> HistoryRow:
         started = time.perf_counter()
         _seed_everything(self._seed + epoch)
+        for loader in (train_loader, val_loader):
+            _set_sampler_epoch(loader, epoch)
         learning_rate = float(self._optimizer.param_groups[0]["lr"])
 
         train_loss, train_accuracy = self._train_one_epoch(epoch, train_loader)
@@ -477,7 +551,7 @@ class Trainer:
         }
 
     def _train_one_epoch(self, epoch: int, loader: Batches) -> tuple[float, float]:
-        self._model.train()
+        self._network.train()
         # Sums stay on the device so that steps do not wait for the GPU, except
         # for the progress bar's loss display. float32 because MPS has no float64.
         loss_sum = torch.zeros((), dtype=torch.float32, device=self._device)
@@ -488,7 +562,7 @@ class Trainer:
         for batch in progress_bar:
             images, labels = self._unpack_batch(batch)
             self._check_labels(images, labels)
-            logits = self._forward(images)
+            logits = self._forward(images, self._network)
             self._check_logits(logits, labels)
             labels = labels.to(self._device, non_blocking=True)
             loss = F.cross_entropy(
@@ -515,6 +589,14 @@ class Trainer:
             if self._progress:
                 progress_bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
 
+        if self._job is not None:
+            # Sums, not means, so that ranks with more samples weigh more.
+            local_sample_count = torch.tensor(float(samples), device=self._device)
+            totals = torch.stack([loss_sum.float(), correct.float(), local_sample_count])
+            loss_total, correct_total, sample_total = sum_across_ranks(totals, self._device).tolist()
+            loss_sum = torch.tensor(loss_total)
+            correct = torch.tensor(int(correct_total))
+            samples = int(sample_total)
         if samples == 0:
             raise TrainingError(
                 "the training loader yielded no batches; check its dataset and batch_size"
@@ -550,22 +632,61 @@ class Trainer:
         finally:
             self._model.train(was_training)
 
-        if not all_labels:
+        labels_array, predictions, probabilities, total_loss = self._combine_ranks(
+            all_labels, all_predictions, all_probabilities, loss_sum
+        )
+        if labels_array.numel() == 0:
             raise TrainingError(f"the loader given to {description!r} yielded no batches")
-        labels_array = torch.cat(all_labels)
-        probabilities = torch.cat(all_probabilities)
         finite_probabilities = bool(torch.isfinite(probabilities).all())
         if not finite_probabilities:
-            logger.warning(
+            self._log(
+                logging.WARNING,
                 "the model returned non-finite logits in %r, so its ROC-AUC is None",
                 description,
             )
         return Evaluation.from_predictions(
             labels_array,
-            torch.cat(all_predictions),
-            loss=loss_sum.item() / labels_array.numel(),
+            predictions,
+            loss=total_loss / labels_array.numel(),
             class_names=self._resolved_class_names(),
             probabilities=probabilities if finite_probabilities else None,
+        )
+
+    def _combine_ranks(
+        self,
+        labels: list[torch.Tensor],
+        predictions: list[torch.Tensor],
+        probabilities: list[torch.Tensor],
+        loss_sum: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """Concatenate one evaluation's batches, over all ranks under DDP.
+
+        Every rank gets every sample's label, prediction and probabilities, so
+        each computes the same metrics with each sample counted once, provided
+        the ranks evaluated disjoint shards. A rank with an empty shard still
+        takes part, so that no rank waits forever.
+        """
+        num_classes = self._num_outputs or 0
+        local = {
+            "labels": torch.cat(labels).numpy() if labels else np.zeros(0, dtype=np.int64),
+            "predictions": (
+                torch.cat(predictions).numpy() if predictions else np.zeros(0, dtype=np.int64)
+            ),
+            "probabilities": (
+                torch.cat(probabilities).numpy()
+                if probabilities
+                else np.zeros((0, num_classes), dtype=np.float32)
+            ),
+        }
+        total_loss = float(loss_sum.item())
+        if self._job is not None:
+            local = gather_arrays(local)
+            total_loss = float(sum_across_ranks(loss_sum.reshape(1), self._device).item())
+        return (
+            torch.from_numpy(local["labels"]),
+            torch.from_numpy(local["predictions"]),
+            torch.from_numpy(local["probabilities"]),
+            total_loss,
         )
 
     # -- batches -----------------------------------------------------------
@@ -604,10 +725,11 @@ class Trainer:
         # Cast where the tensor is (the CPU for a DataLoader), before the move.
         return images.to(dtype=torch.float32).to(self._device, non_blocking=True)
 
-    def _forward(self, images: torch.Tensor) -> torch.Tensor:
+    def _forward(self, images: torch.Tensor, network: nn.Module | None = None) -> torch.Tensor:
+        """Run ``network`` (the plain model by default) under the resolved autocast."""
         dtype = _AUTOCAST_DTYPES.get(self._precision)
         with torch.autocast(device_type=self._device.type, dtype=dtype, enabled=dtype is not None):
-            logits: torch.Tensor = self._model(images)
+            logits: torch.Tensor = (network or self._model)(images)
         return logits
 
     def _check_labels(self, images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -709,6 +831,8 @@ class Trainer:
             raise TrainingError(
                 "the training loader yielded no batches; check its dataset and batch_size"
             )
+        if self._job is not None:
+            counts = sum_across_ranks(counts, self._device).long()
 
         names = self._resolved_class_names()
         for index, count in enumerate(counts.tolist()):
@@ -720,7 +844,7 @@ class Trainer:
                 )
         total = int(counts.sum())
         weights = [total / (len(names) * count) for count in counts.tolist()]
-        logger.info("balanced class weights: %s", dict(zip(names, weights, strict=True)))
+        self._log(logging.INFO, "balanced class weights: %s", dict(zip(names, weights, strict=True)))
         return weights
 
     def _create_epoch_scheduler(self) -> LRScheduler | None:
@@ -787,7 +911,8 @@ class Trainer:
         stale_epochs = self._epoch - self._best_epoch
         if stale_epochs < patience:
             return False
-        logger.info(
+        self._log(
+            logging.INFO,
             "stopping early after epoch %d: %s has not improved for %d epochs since epoch %d",
             self._epoch,
             self._monitor,
@@ -819,7 +944,8 @@ class Trainer:
         return improved
 
     def _write_checkpoints(self, improved: bool) -> None:
-        if self._checkpoint_dir is None:
+        # Every rank holds the same weights, so rank 0 writes for all of them.
+        if self._checkpoint_dir is None or self.rank != 0:
             return
         if improved:
             self._best_checkpoint_path = self.save_checkpoint(self._checkpoint_dir / "best.pt")
@@ -829,7 +955,8 @@ class Trainer:
         if self._best_state is None or self._best_epoch == self._epoch:
             return
         self._model.load_state_dict(self._best_state)
-        logger.info(
+        self._log(
+            logging.INFO,
             "restored the weights of epoch %d, the best by %s (%.4f)",
             self._best_epoch,
             self._monitor,
@@ -879,6 +1006,38 @@ class Trainer:
             return self._pending_schedule_state[1]
         return None
 
+    def _log(self, level: int, message: str, *arguments: object) -> None:
+        """Log on rank 0 only, because under DDP every rank reaches the same events."""
+        if self.rank == 0:
+            logger.log(level, message, *arguments)
+
+    def _check_shards(self, train_loader: Batches) -> None:
+        """Under DDP, reject ranks with different numbers of steps and warn about unsharded loaders.
+
+        DDP averages gradients in every step, so a rank with more batches than
+        the others would wait for them forever.
+        """
+        if self._job is None:
+            return
+        if _sampler_with_epochs(train_loader) is None:
+            self._log(
+                logging.WARNING,
+                "the train_loader has no sampler with set_epoch, so each of the %d ranks may train "
+                "on the whole data set; use BuiltMart.loader or a DistributedSampler",
+                self._job.world_size,
+            )
+        try:
+            steps = len(train_loader)  # type: ignore[arg-type]
+        except TypeError:
+            return
+        gathered = gather_arrays({"steps": np.array([steps])})["steps"]
+        if int(gathered.min()) != int(gathered.max()):
+            raise TrainingError(
+                f"the ranks' train_loaders have different numbers of batches per epoch "
+                f"({gathered.tolist()!r}); DDP needs the same number on every rank, so give each "
+                "rank an equal shard (BuiltMart.loader with shuffle=True does)"
+            )
+
     def _log_epoch(self, row: HistoryRow) -> None:
         validation = (
             "no validation"
@@ -888,7 +1047,8 @@ class Trainer:
                 f"val_macro_f1 {row['val_macro_f1']:.4f}"
             )
         )
-        logger.info(
+        self._log(
+            logging.INFO,
             "epoch %d/%d: train_loss %.4f, train_accuracy %.4f, %s, lr %.3g, %.1f s",
             row["epoch"],
             self._max_epochs,
@@ -995,6 +1155,38 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def _device_logs_silenced(silenced: bool) -> Iterator[None]:
+    """Drop the device and precision choices that ranks other than 0 would log again."""
+    if not silenced:
+        yield
+        return
+    device_logger = logging.getLogger(resolve_device.__module__)
+    def drop_all(record: logging.LogRecord) -> bool:
+        return False
+
+    device_logger.addFilter(drop_all)
+    try:
+        yield
+    finally:
+        device_logger.removeFilter(drop_all)
+
+
+def _sampler_with_epochs(loader: object) -> Any:
+    """Return the loader's sampler if it has ``set_epoch``, looking inside wrapping loaders."""
+    for candidate in (loader, getattr(loader, "loader", None)):
+        sampler = getattr(candidate, "sampler", None)
+        if callable(getattr(sampler, "set_epoch", None)):
+            return sampler
+    return None
+
+
+def _set_sampler_epoch(loader: object, epoch: int) -> None:
+    sampler = _sampler_with_epochs(loader)
+    if sampler is not None:
+        sampler.set_epoch(epoch)
 
 
 def _copy_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
