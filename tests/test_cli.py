@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -105,16 +109,34 @@ def test_help_has_example() -> None:
     assert "example:" in run_cli("mart", "build", "--help").stdout
 
 
-def test_repeated_runs_exit_cleanly(cli_lake: Path) -> None:
+def test_fifty_runs_exit_cleanly(cli_lake: Path) -> None:
     # Catalog scans in a process that had loaded torch once made about one exit
-    # in three abort. "mart build" of a built recipe loads torch and scans too.
+    # in three abort ("terminate called without an active exception", exit
+    # 134). "mart build" of a built recipe loads torch and scans too.
     run_cli("mart", "build", "exit-check", "--lake", cli_lake, "--size", "16", "--quiet")
     commands = [
         ("items", "--lake", cli_lake, "--limit", "1"),
+        ("items", "--lake", cli_lake, "--where", "label=glioma", "--json", "--read-only"),
+        ("history", "--lake", cli_lake),
+        ("history", "--lake", cli_lake, "--json"),
+        ("duplicates", "--lake", cli_lake, "--json"),
+        ("duplicates", "--lake", cli_lake, "--near"),
+        ("verify", "--lake", cli_lake),
+        ("verify", "--lake", cli_lake, "--json", "--read-only"),
+        ("vacuum", "--lake", cli_lake, "--dry-run", "--json"),
         ("mart", "build", "exit-check", "--lake", cli_lake, "--size", "16", "--quiet"),
     ]
-    codes = [run_cli(*commands[index % 2], check=False).returncode for index in range(12)]
-    assert codes == [0] * 12
+    runs = [commands[index % len(commands)] for index in range(50)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda arguments: run_cli(*arguments, check=False), runs))
+    elapsed = time.perf_counter() - started
+
+    failures = [(arguments[0], result.returncode, result.stderr[-300:])
+                for arguments, result in zip(runs, results) if result.returncode != 0]
+    print(f"50 CLI runs, 2 at a time: {elapsed:.1f} s")
+    assert failures == []
+    assert all("terminate called" not in result.stderr for result in results)
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
@@ -139,3 +161,92 @@ def test_unknown_reader_creates_no_lake(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "folder" in result.stderr
     assert not (tmp_path / "lake").exists()
+
+
+# Reliability and patient-data commands ------------------------------------------------
+
+
+def _own_lake(tmp_path: Path) -> Path:
+    root = tmp_path / "lake"
+    bl.Datalake(root).ingest(bl.datasets.sample_path(), source="sample", split_from="grandparent", progress=False)
+    return root
+
+
+def _object(root: Path, digest: str) -> Path:
+    return root / "objects" / "sha256" / digest[:2] / digest[2:4] / digest
+
+
+def test_verify_repair_from_backup(tmp_path: Path) -> None:
+    root = _own_lake(tmp_path)
+    backup = tmp_path / "backup"
+    bl.Datalake(backup).ingest(bl.datasets.sample_path(), source="sample", split_from="grandparent", progress=False)
+    digest = bl.Datalake.open(root).items(["sha256"]).column("sha256")[0].as_py()
+    damaged = bytearray(_object(root, digest).read_bytes())
+    damaged[random.Random(1).randrange(len(damaged))] ^= 0xFF
+    _object(root, digest).write_bytes(bytes(damaged))
+
+    found = run_cli("verify", "--lake", root, check=False)
+    assert found.returncode == 1
+    assert found.stdout.startswith("PROBLEMS FOUND")
+    assert "corrupt: item " in found.stdout
+    assert str(_object(root, digest)) in found.stdout
+
+    refused = run_cli("verify", "--lake", root, "--repair-from", backup, "--read-only", check=False)
+    assert refused.returncode == 1
+    assert "--read-only" in refused.stderr
+
+    repaired = json.loads(run_cli("verify", "--lake", root, "--repair-from", backup, "--json").stdout)
+    assert repaired["repaired"] == [digest]
+    assert repaired["unrepaired"] == []
+    assert run_cli("verify", "--lake", root).stdout.startswith("ok:")
+
+
+def test_vacuum_dry_run_then_history(tmp_path: Path) -> None:
+    root = _own_lake(tmp_path)
+    orphan = _object(root, "cd" * 32)
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"orphan")
+    old = time.time() - timedelta(hours=2).total_seconds()
+    os.utime(orphan, (old, old))
+
+    dry = json.loads(run_cli("vacuum", "--lake", root, "--dry-run", "--json").stdout)
+    assert dry["objects_removed"] == ["cd" * 32]
+    assert orphan.exists()
+    done = run_cli("vacuum", "--lake", root, "--history")
+    assert "removed 1 unreferenced objects" in done.stdout
+    assert not orphan.exists()
+    assert run_cli("vacuum", "--lake", root, "--grace-hours", "-1", check=False).returncode == 1
+
+
+def test_forget_needs_confirmation(tmp_path: Path) -> None:
+    root = _own_lake(tmp_path)
+    refused = run_cli("forget", "--lake", root, "--source", "sample", check=False)
+    assert refused.returncode == 1
+    assert "--yes" in refused.stderr
+    assert bl.Datalake.open(root).items().num_rows == 56
+
+
+def test_forget_by_item_and_source(tmp_path: Path) -> None:
+    root = _own_lake(tmp_path)
+    item_ids = bl.Datalake.open(root).items(["item_id"]).column("item_id").to_pylist()[:2]
+
+    by_items = json.loads(run_cli("forget", "--lake", root, "--item-id", *item_ids, "--yes", "--json").stdout)
+    assert by_items["items_removed"] == 2
+    by_source = run_cli("forget", "--lake", root, "--source", "sample", "--yes", "--purge-history")
+    assert by_source.stdout.startswith("removed 54 items")
+    unmatched = run_cli("forget", "--lake", root, "--patient-id", "100360", "--yes", check=False)
+    assert unmatched.returncode == 1
+    assert "no item matches" in unmatched.stderr
+    assert bl.Datalake.open(root).items().num_rows == 0
+
+
+def test_forget_selectors_are_exclusive(tmp_path: Path) -> None:
+    result = run_cli("forget", "--lake", tmp_path, "--source", "a", "--patient-id", "b", check=False)
+    assert result.returncode == 2
+    assert run_cli("forget", "--lake", tmp_path, "--yes", check=False).returncode == 2
+
+
+def test_read_only_flag_on_missing_lake(tmp_path: Path) -> None:
+    result = run_cli("items", "--lake", tmp_path / "absent", "--read-only", check=False)
+    assert result.returncode == 1
+    assert not (tmp_path / "absent").exists()

@@ -101,3 +101,27 @@ def test_folder_options_reach_the_event(tmp_path: Path, option: str) -> None:
     parameters = json.loads(lake.history().to_pylist()[-1]["parameters"])
     assert parameters["label_from"] == "parent"
     assert option in parameters
+
+
+def test_pseudonyms_survive_reopening(tmp_path: Path) -> None:
+    _ingest(bl.Datalake(tmp_path / "lake"), "a")
+    reopened = bl.Datalake.open(tmp_path / "lake")
+    _ingest(reopened, "b")
+    rows = reopened.items(["source", "source_path", "patient_id"]).to_pylist()
+    by_source = {source: {row["source_path"]: row["patient_id"] for row in rows if row["source"] == source}
+                 for source in ("a", "b")}
+    assert by_source["a"] == by_source["b"]
+    assert PATIENT not in by_source["a"].values()
+
+
+def test_read_only_open_creates_no_key(tmp_path: Path) -> None:
+    lake = bl.Datalake(tmp_path / "lake")
+    lake.ingest(bl.datasets.sample_path() / "Testing", source="no-patients", progress=False)
+    assert not (tmp_path / "lake" / "secrets").exists()
+
+    reader = bl.Datalake.open(tmp_path / "lake", read_only=True)
+    reader.items()
+    reader.verify()
+    with pytest.raises(bl.LakeError, match="read-only"):
+        _ingest(reader, "a")
+    assert not (tmp_path / "lake" / "secrets").exists()

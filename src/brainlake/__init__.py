@@ -35,6 +35,7 @@ from .exceptions import (
     MartNotFoundError,
     MissingDependencyError,
     QueryError,
+    ReadOnlyLakeError,
     StorageError,
     TrainingError,
     UnknownDatasetError,
@@ -44,13 +45,13 @@ from .exceptions import (
 )
 from .ingest import SourceProblem, SourceRecord, list_readers, register_reader
 from .ingest._pipeline import IngestReport
-from .lake import Datalake, DuplicateGroup, VerifyReport
+from .lake import Datalake, DuplicateGroup, ForgetReport, ObjectProblem, VacuumReport, VerifyReport
 
 if TYPE_CHECKING:
     from .augment import Augmentation
     from .mart import BuiltMart, Datamart, MartDataset, MartPlan
     from .models import ModelCard, create_model, is_model, list_models, model_card, register_model
-    from .runs import RunRecord, list_runs, load_run, record_run
+    from .runs import RunRecord, list_runs, load_run, record_run, run_items
     from .training import Evaluation, Trainer, resolve_device, resolve_precision
 
 # Names whose modules import PyTorch are loaded on first use, so that the lake
@@ -60,7 +61,7 @@ _LAZY_MODULES = {
     **dict.fromkeys(["BuiltMart", "Datamart", "MartDataset", "MartPlan"], "mart"),
     **dict.fromkeys(["ModelCard", "create_model", "is_model", "list_models", "model_card", "register_model"],
                     "models"),
-    **dict.fromkeys(["RunRecord", "list_runs", "load_run", "record_run"], "runs"),
+    **dict.fromkeys(["RunRecord", "list_runs", "load_run", "record_run", "run_items"], "runs"),
     **dict.fromkeys(["Evaluation", "Trainer", "resolve_device", "resolve_precision"], "training"),
 }
 
@@ -89,6 +90,7 @@ __all__ = [
     "DuplicateGroup",
     "DuplicateNameError",
     "Evaluation",
+    "ForgetReport",
     "ImageDecodeError",
     "IngestError",
     "IngestReport",
@@ -101,7 +103,9 @@ __all__ = [
     "MartPlan",
     "MissingDependencyError",
     "ModelCard",
+    "ObjectProblem",
     "QueryError",
+    "ReadOnlyLakeError",
     "RunRecord",
     "SourceProblem",
     "SourceRecord",
@@ -111,6 +115,7 @@ __all__ = [
     "UnknownDatasetError",
     "UnknownModelError",
     "UnknownReaderError",
+    "VacuumReport",
     "VerifyReport",
     "VersionNotFoundError",
     "__version__",
@@ -127,4 +132,5 @@ __all__ = [
     "register_reader",
     "resolve_device",
     "resolve_precision",
+    "run_items",
 ]

@@ -118,6 +118,13 @@ class Catalog:
         try:
             return DeltaTable(uri, version=version, storage_options=self._options or None)
         except TableNotFoundError as error:
+            if version is not None:
+                # A purged history leaves no log file for old versions, which
+                # delta-rs reports as a missing table.
+                raise VersionNotFoundError(
+                    f"lake version {version!r} cannot be read: its catalog history was removed "
+                    f"(by vacuum(history=True) or forget(purge_history=True)) or it never existed"
+                ) from error
             raise CatalogError(
                 f"catalog table {uri!r} not found; is this a brainlake lake root?"
             ) from error
@@ -183,6 +190,57 @@ class Catalog:
     def append_event(self, row: dict[str, Any]) -> None:
         """Append one event row in its own commit."""
         self._append(self._events_uri, pa.Table.from_pylist([row], schema=EVENT_SCHEMA), EVENT_SCHEMA)
+
+    def delete_items(self, item_ids: Sequence[str]) -> int:
+        """Remove the items with these ids in one commit and return the new lake version.
+
+        The predicate names item ids only, so the commit log never records
+        another column's values (such as a patient id).
+        """
+        if not item_ids:
+            return self.version()
+        predicate = f"item_id IN ({', '.join(_sql_literal(item_id) for item_id in sorted(set(item_ids)))})"
+        table = self._open(self._items_uri)
+        try:
+            table.delete(predicate)
+            return int(table.version())
+        except DeltaError as error:
+            raise CatalogError(f"failed to delete {len(item_ids)} items from {self._items_uri!r}: {error}") from error
+        finally:
+            del table
+
+    def purge_history(self, *, dry_run: bool = False) -> list[str]:
+        """Remove every past version of the items table, keeping only the current one.
+
+        Data files that no longer belong to the current version are deleted,
+        then a checkpoint is written and the log files before it are removed.
+        Afterwards, reading an older version raises :class:`VersionNotFoundError`.
+        The long retention set at creation is restored before returning.
+
+        Args:
+            dry_run: Only list the data files that would be deleted.
+
+        Returns:
+            The data files deleted (or, with ``dry_run``, that would be).
+        """
+        table = self._open(self._items_uri)
+        try:
+            removed = table.vacuum(retention_hours=0, dry_run=dry_run, enforce_retention_duration=False, full=True)
+            if dry_run:
+                return sorted(removed)
+            # cleanup_metadata honours the table's log retention, so it is
+            # set to zero for this call and restored afterwards.
+            table.alter.set_table_properties({"delta.logRetentionDuration": "interval 0 days"})
+            table.create_checkpoint()
+            table.cleanup_metadata()
+            table.alter.set_table_properties(
+                {"delta.logRetentionDuration": _TABLE_CONFIGURATION["delta.logRetentionDuration"]}
+            )
+            return sorted(removed)
+        except DeltaError as error:
+            raise CatalogError(f"failed to remove the history of {self._items_uri!r}: {error}") from error
+        finally:
+            del table
 
     def _append(self, uri: str, rows: pa.Table, schema: pa.Schema) -> int:
         rows = rows.select(schema.names).cast(schema)

@@ -28,10 +28,13 @@ _EXAMPLES = {
     "items": "brainlake items --lake ./lake --where label=glioma --columns source_path,label --limit 5",
     "history": "brainlake history --lake ./lake",
     "duplicates": "brainlake duplicates --lake ./lake --near --max-distance 4",
-    "verify": "brainlake verify --lake ./lake",
+    "verify": "brainlake verify --lake ./lake --repair-from /backup/lake",
+    "vacuum": "brainlake vacuum --lake ./lake --dry-run",
+    "forget": "brainlake forget --lake ./lake --patient-id 100360 --purge-history --delete-marts --yes",
     "mart build": "brainlake mart build kaggle-128 --lake ./lake --where source=kaggle-brain-mri --from-source --size 128",
     "train": "brainlake train --lake ./lake --mart kaggle-128 --model cnn2 --epochs 8",
     "runs": "brainlake runs --lake ./lake",
+    "runs show": "brainlake runs show RUN_ID --lake ./lake --items",
     "demo": "brainlake demo --lake ./brainlake-demo",
 }
 
@@ -61,7 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brainlake",
         description="Keep brain MRI in a lake, cut leakage-safe datamarts, train and evaluate models.",
-        epilog="Exit codes: 0 success, 1 invalid input or data (the message gives the reason), 2 usage error.",
+        epilog=(
+            "example:\n"
+            "  brainlake demo                      # ingest the shipped sample, build a mart, train\n"
+            "  brainlake ingest --help             # every command has --help with an example\n"
+            "\n"
+            "exit codes: 0 success, 1 invalid input or data (the message gives the reason), 2 usage error"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"brainlake {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -90,9 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     items.add_argument("--columns", default="item_id,label,source_split,source_path",
                        help="comma-separated columns to show")
     items.add_argument("--limit", type=_count, default=20, help="rows to show (0 for all; default: 20)")
+    _add_read_only(items)
     _add_common(items)
 
     history = _add_command(commands, "history", "list the lake's events (ingests, mart builds, runs)")
+    _add_read_only(history)
     _add_common(history)
 
     duplicates = _add_command(commands, "duplicates", "list groups of items with identical bytes or near-identical pixels")
@@ -101,10 +113,38 @@ def build_parser() -> argparse.ArgumentParser:
     duplicates.add_argument("--max-distance", type=_bits, default=None,
                             help="largest perceptual-hash distance in bits, 0 to 64, that counts as "
                                  "near-identical; implies --near (default: 4)")
+    _add_read_only(duplicates)
     _add_common(duplicates)
 
-    verify = _add_command(commands, "verify", "check that every item's object exists and is intact")
+    verify = _add_command(commands, "verify", "check that every item's object exists and is intact "
+                          "(exit code 1 when an object is missing or corrupt)")
+    verify.add_argument("--repair-from", default=None, metavar="URL",
+                        help="another lake holding good copies: restore missing and corrupt objects from it "
+                             "(each copy is checked by its hash before it is written)")
+    _add_read_only(verify)
     _add_common(verify)
+
+    vacuum = _add_command(commands, "vacuum", "remove objects nothing refers to and leftovers of interrupted writes")
+    vacuum.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    vacuum.add_argument("--history", action="store_true",
+                        help="also remove every past catalog version: time travel to them fails afterwards")
+    vacuum.add_argument("--grace-hours", type=float, default=1.0,
+                        help="keep unreferenced objects younger than this many hours, which a running ingest "
+                             "may be about to commit (default: 1; 0 only when nothing else writes to the lake)")
+    _add_common(vacuum)
+
+    forget = _add_command(commands, "forget", "remove a patient's, some items' or a source's data from the lake")
+    selector = forget.add_mutually_exclusive_group(required=True)
+    selector.add_argument("--patient-id", default=None, metavar="ID",
+                          help="the patient's identifier as the source gave it (pseudonymised before matching)")
+    selector.add_argument("--item-id", nargs="+", default=None, metavar="ID", help="item ids to remove")
+    selector.add_argument("--source", default=None, metavar="NAME", help="remove every item of this source")
+    forget.add_argument("--delete-marts", action="store_true",
+                        help="delete affected marts (they contain the removed images) instead of marking them")
+    forget.add_argument("--purge-history", action="store_true",
+                        help="also remove every past catalog version, which still contains the removed rows")
+    forget.add_argument("--yes", action="store_true", help="confirm the permanent deletion without a prompt")
+    _add_common(forget)
 
     mart = commands.add_parser(
         "mart", help="build datamarts",
@@ -131,10 +171,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(train)
     train.add_argument("--mart", required=True, help="name of a built mart; its latest build is used")
     train.add_argument("--recipe", default=None, help="recipe hash of a specific build of the mart")
+    train.add_argument("--report", default=None, metavar="DIR",
+                       help="write report.json and PNG figures (confusion matrix, training curves) to DIR "
+                            "and store them with the run; the PNGs need the plots extra")
     _add_common(train)
 
-    runs = _add_command(commands, "runs", "list the training runs recorded in the lake")
-    _add_common(runs)
+    runs = _add_command(commands, "runs", "list the training runs recorded in the lake, or show one")
+    _add_common(runs, lake=False)
+    runs.add_argument("--lake", default=None, help="lake root: a folder or an fsspec URL such as s3://bucket/lake")
+    runs_commands = runs.add_subparsers(dest="runs_command", metavar="SUBCOMMAND")
+    show = runs_commands.add_parser(
+        "show", help="show one run: settings, model card, per-epoch metrics, evaluation, report files",
+        description=f"Show one run.\n\nexample:\n  {_EXAMPLES['runs show']}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    show.add_argument("run_id", help="the run's id, as `brainlake runs` lists it")
+    show.add_argument("--items", action="store_true",
+                      help="also list the items the run trained, validated and was tested on")
+    # SUPPRESS keeps these options from overwriting the same ones given before "show".
+    show.add_argument("--lake", default=argparse.SUPPRESS, help="lake root: a folder or an fsspec URL")
+    show.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the run as JSON")
+    show.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
+                      help="print only the result")
 
     demo = _add_command(commands, "demo", "ingest the shipped sample, build a mart, train and evaluate (about a minute)")
     demo.add_argument("--lake", default="./brainlake-demo", help="lake folder to create or reuse (default: ./brainlake-demo)")
@@ -151,6 +209,11 @@ def _add_training_options(parser: argparse.ArgumentParser, *, epochs: int = 8, b
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="AdamW learning rate (default: 0.001)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling (default: 0)")
+
+
+def _add_read_only(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--read-only", action="store_true",
+                        help="open the lake read-only: any attempt to change it fails")
 
 
 def _bits(text: str) -> int:
@@ -237,7 +300,7 @@ def _run_ingest(arguments: argparse.Namespace) -> int:
 def _run_items(arguments: argparse.Namespace) -> int:
     from .lake import Datalake
 
-    lake = Datalake.open(arguments.lake)
+    lake = Datalake.open(arguments.lake, read_only=arguments.read_only)
     columns = [name.strip() for name in arguments.columns.split(",") if name.strip()]
     table = lake.items(columns, **_parse_where(arguments.where))
     rows = table.to_pylist()
@@ -264,7 +327,7 @@ def _known_values_hint(lake: Any, conditions: dict[str, Any]) -> str:
 def _run_history(arguments: argparse.Namespace) -> int:
     from .lake import Datalake
 
-    events = Datalake.open(arguments.lake).history().to_pylist()
+    events = Datalake.open(arguments.lake, read_only=arguments.read_only).history().to_pylist()
     lines = [f"{'time (UTC)':<19}  {'kind':<10}  {'version':>7}  {'event id':<32}  source"]
     lines += [
         f"{event['created_at']:%Y-%m-%d %H:%M:%S}  {event['kind']:<10}  {event['items_version']:>7}  "
@@ -284,7 +347,7 @@ def _run_duplicates(arguments: argparse.Namespace) -> int:
 
     near = arguments.near or arguments.max_distance is not None
     distance = 4 if arguments.max_distance is None else arguments.max_distance
-    groups = Datalake.open(arguments.lake).duplicates(near=near, max_distance=distance)
+    groups = Datalake.open(arguments.lake, read_only=arguments.read_only).duplicates(near=near, max_distance=distance)
     spanning = sum(group.spans_splits for group in groups)
     lines = [f"{'sha256':<12}  source paths"]
     lines += [f"{group.sha256[:12]}  {'  '.join(group.source_paths)}" for group in groups]
@@ -303,13 +366,71 @@ def _run_duplicates(arguments: argparse.Namespace) -> int:
 def _run_verify(arguments: argparse.Namespace) -> int:
     from .lake import Datalake
 
-    report = Datalake.open(arguments.lake).verify()
-    text = (
+    if arguments.read_only and arguments.repair_from:
+        raise BrainlakeError("--repair-from writes to the lake; drop --read-only to repair")
+    lake = Datalake.open(arguments.lake, read_only=arguments.read_only)
+    report = lake.verify(repair_from=arguments.repair_from)
+    lines = [
         f"{'ok' if report.ok else 'PROBLEMS FOUND'}: {report.items_checked} items, {report.objects_checked} objects "
-        f"checked; {len(report.missing)} missing, {len(report.corrupt)} corrupt, {len(report.orphaned)} orphaned"
+        f"checked; {len(report.missing)} missing, {len(report.corrupt)} corrupt, {len(report.orphaned)} orphaned, "
+        f"{len(report.temporary)} temporary files"
+    ]
+    lines += [f"{problem.kind}: item {problem.item_id} ({problem.source_path or '-'}) object {problem.object_path}"
+              for problem in report.problems]
+    if arguments.repair_from:
+        lines.append(f"repaired {len(report.repaired)} objects; {len(report.unrepaired)} could not be repaired")
+        lines += [f"not repaired: {digest}" for digest in report.unrepaired]
+    if report.orphaned or report.temporary:
+        lines.append("remove orphaned objects and temporary files with `brainlake vacuum`")
+    _emit(arguments, report.to_dict(), "\n".join(lines))
+    return 0 if report.ok else 1
+
+
+def _run_vacuum(arguments: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from .lake import Datalake
+
+    if arguments.grace_hours < 0:
+        raise BrainlakeError(f"--grace-hours must be 0 or more, got {arguments.grace_hours!r}")
+    report = Datalake.open(arguments.lake).vacuum(
+        dry_run=arguments.dry_run, grace_period=timedelta(hours=arguments.grace_hours), history=arguments.history
+    )
+    verb = "would remove" if report.dry_run else "removed"
+    text = (
+        f"{verb} {len(report.objects_removed)} unreferenced objects ({report.bytes_freed} bytes), "
+        f"{len(report.temporary_removed)} temporary files and {len(report.history_files_removed)} catalog files "
+        f"of past versions; kept {report.objects_kept_recent} unreferenced objects younger than "
+        f"{arguments.grace_hours:g} hours"
     )
     _emit(arguments, report.to_dict(), text)
-    return 0 if report.ok else 1
+    return 0
+
+
+def _run_forget(arguments: argparse.Namespace) -> int:
+    from .lake import Datalake
+
+    if not arguments.yes:
+        if not sys.stdin.isatty():
+            raise BrainlakeError("forget deletes data permanently; pass --yes to confirm")
+        answer = input("forget deletes the matching items and their objects permanently; type yes to go on: ")
+        if answer.strip().lower() != "yes":
+            raise BrainlakeError("forget cancelled; nothing was changed")
+    report = Datalake.open(arguments.lake).forget(
+        patient_id=arguments.patient_id, item_ids=arguments.item_id, source=arguments.source,
+        delete_marts=arguments.delete_marts, purge_history=arguments.purge_history,
+    )
+    marts = ", ".join(f"{mart['name']}/{mart['recipe_hash']}" for mart in report.affected_marts) or "none"
+    text = (
+        f"removed {report.items_removed} items and {report.objects_removed} objects; lake version "
+        f"{report.lake_version}; affected marts ({'deleted' if report.marts_deleted else 'marked'}): {marts}; "
+        f"affected runs: {', '.join(report.affected_runs) or 'none'}"
+    )
+    _emit(arguments, report.to_dict(), text)
+    if report.items_removed == 0:
+        sys.stderr.write("brainlake forget: no item matches; nothing was removed\n")
+        return 1
+    return 0
 
 
 def _run_mart_build(arguments: argparse.Namespace) -> int:
@@ -334,13 +455,19 @@ def _train_and_evaluate(lake: Any, mart: Any, arguments: argparse.Namespace, pro
 
     from .models import create_model
     from .runs import record_run
-    from .training import Trainer
+    from .training import Trainer, write_report
+    from .training.report import require_matplotlib
 
     # The trainer seeds each epoch; the initial weights are seeded here.
     torch.manual_seed(arguments.seed)
     model = create_model(arguments.model, num_classes=len(mart.classes),
                          in_channels=int(mart.manifest["recipe"]["preprocessing"]["channels"]))
+    report = getattr(arguments, "report", None)
+    if report is not None:
+        require_matplotlib()
     with tempfile.TemporaryDirectory(prefix="brainlake-run-") as folder:
+        # Under torchrun each rank trains on its shard of the mart (the loaders
+        # shard themselves) and only rank 0 writes the checkpoint and the run.
         trainer = Trainer(model, device=arguments.device, max_epochs=arguments.epochs,
                           learning_rate=arguments.learning_rate, seed=arguments.seed,
                           class_names=mart.classes, checkpoint_dir=folder, progress=progress)
@@ -349,17 +476,20 @@ def _train_and_evaluate(lake: Any, mart: Any, arguments: argparse.Namespace, pro
                     mart.loader("val", batch_size=256) if "val" in mart.splits else None)
         seconds = time.perf_counter() - started
         evaluation = trainer.evaluate(mart.loader("test", batch_size=256))
+        if trainer.rank != 0:
+            return {"run_id": None, "train_seconds": round(seconds, 1), "evaluation": evaluation, "rank": trainer.rank}
+        if report is not None:
+            write_report(report, history=trainer.history, evaluation=evaluation)
         checkpoint = Path(folder) / "best.pt"
         record = record_run(
             lake,
             model=arguments.model,
-            hyperparameters={"epochs": arguments.epochs, "batch_size": arguments.batch_size,
-                             "learning_rate": arguments.learning_rate, "seed": arguments.seed,
-                             "device": str(trainer.device), "precision": trainer.precision},
+            hyperparameters={**trainer.hyperparameters, "batch_size": arguments.batch_size},
             mart={"name": mart.name, "recipe_hash": mart.recipe_hash, "lake_version": mart.lake_version},
             history=trainer.history,
             evaluation=evaluation.to_dict(),
             checkpoint=checkpoint if checkpoint.exists() else None,
+            report=report,
         )
     return {"run_id": record.run_id, "train_seconds": round(seconds, 1), "evaluation": evaluation}
 
@@ -372,6 +502,9 @@ def _run_train(arguments: argparse.Namespace) -> int:
     if "test" not in mart.splits:
         raise BrainlakeError(f"mart {mart.name!r} has no test split to evaluate on; rebuild it with a test split")
     result = _train_and_evaluate(lake, mart, arguments, _progress(arguments))
+    if result["run_id"] is None:
+        # Ranks other than 0 of a torchrun job leave the output to rank 0.
+        return 0
     evaluation = result["evaluation"]
     _emit(arguments, {**result, "evaluation": evaluation.to_dict()},
           f"{evaluation}\nrun {result['run_id']} recorded in {lake.url} ({result['train_seconds']} s of training)")
@@ -384,6 +517,10 @@ def _run_runs(arguments: argparse.Namespace) -> int:
     from .lake import Datalake
     from .runs import list_runs
 
+    if arguments.lake is None:
+        raise BrainlakeError("the option --lake is required: the lake root, a folder or an fsspec URL")
+    if arguments.runs_command == "show":
+        return _run_runs_show(arguments, Datalake.open(arguments.lake))
     records = list_runs(Datalake.open(arguments.lake))
     lines = [f"{'time (UTC)':<19}  {'run id':<32}  {'model':<9}  {'test accuracy':>13}  mart/recipe"]
     lines += [
@@ -393,6 +530,49 @@ def _run_runs(arguments: argparse.Namespace) -> int:
     ]
     _emit(arguments, [asdict(record) for record in records], "\n".join(lines) if records else "no runs")
     return 0
+
+
+def _run_runs_show(arguments: argparse.Namespace, lake: Any) -> int:
+    from dataclasses import asdict
+
+    from .runs import load_run, run_items
+
+    record = load_run(lake, arguments.run_id)
+    payload: dict[str, Any] = asdict(record)
+    lines = [
+        f"run {record.run_id} ({record.created_at[:19].replace('T', ' ')} UTC)",
+        f"model: {record.model}" + (f" ({record.model_card['num_parameters']:,} parameters with 4 classes)"
+                                    if record.model_card else ""),
+        f"mart: {record.mart['name']}, recipe {record.mart['recipe_hash']}, lake version {record.mart['lake_version']}",
+        "hyperparameters: " + ", ".join(f"{key}={value}" for key, value in sorted(record.hyperparameters.items())),
+        "versions: " + ", ".join(f"{key} {value}" for key, value in sorted(record.versions.items())),
+        f"checkpoint object: {record.checkpoint_sha256 or 'none'}",
+        f"epoch  {'train_loss':>10}  {'val_loss':>10}  {'val_accuracy':>12}",
+    ]
+    lines += [
+        f"{row.get('epoch')!s:>5}  {_cell(row.get('train_loss'), 10)}  {_cell(row.get('val_loss'), 10)}  "
+        f"{_cell(row.get('val_accuracy'), 12)}"
+        for row in record.history
+    ]
+    evaluation = record.evaluation
+    lines.append(f"test: accuracy {_cell(evaluation.get('accuracy'), 0)}, macro F1 "
+                 f"{_cell(evaluation.get('macro_f1'), 0)} on {evaluation.get('num_samples', '?')} samples")
+    if record.report_files:
+        lines.append("report files: " + ", ".join(
+            lake.location.path("runs", record.run_id, name) for name in record.report_files))
+    if arguments.items:
+        items = run_items(lake, record.run_id).to_pylist()
+        payload["items"] = items
+        lines.append(f"{'split':<5}  {'label':<12}  {'item id':<32}  source path")
+        lines += [f"{item['split']:<5}  {item['label']:<12}  {item['item_id']:<32}  {item['source_path']}"
+                  for item in items]
+        lines.append(f"({len(items)} items)")
+    _emit(arguments, payload, "\n".join(lines))
+    return 0
+
+
+def _cell(value: Any, width: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.4f}"
 
 
 def _run_demo(arguments: argparse.Namespace) -> int:
@@ -437,6 +617,8 @@ _HANDLERS = {
     "history": _run_history,
     "duplicates": _run_duplicates,
     "verify": _run_verify,
+    "vacuum": _run_vacuum,
+    "forget": _run_forget,
     "train": _run_train,
     "runs": _run_runs,
     "demo": _run_demo,

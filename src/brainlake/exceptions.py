@@ -9,6 +9,7 @@ brainlake, so ``except KeyError`` still works around a registry lookup::
     │   ├── LakeNotFoundError (FileNotFoundError)
     │   ├── LakeFormatError (ValueError)
     │   ├── QueryError (ValueError)
+    │   ├── ReadOnlyLakeError (PermissionError)
     │   └── CatalogError
     │       └── VersionNotFoundError (LookupError)
     ├── StorageError (OSError)
@@ -41,6 +42,7 @@ __all__ = [
     "MartNotFoundError",
     "MissingDependencyError",
     "QueryError",
+    "ReadOnlyLakeError",
     "StorageError",
     "TrainingError",
     "UnknownModelError",
@@ -68,6 +70,10 @@ class LakeFormatError(LakeError, ValueError):
 
 class QueryError(LakeError, ValueError):
     """A condition or argument of a lake query (items, duplicates) is invalid."""
+
+
+class ReadOnlyLakeError(LakeError, PermissionError):
+    """A write was attempted on a lake opened with ``read_only=True``."""
 
 
 class CatalogError(LakeError):
