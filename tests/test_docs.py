@@ -46,11 +46,13 @@ def test_command_help_has_example(path: tuple[str, ...], parser: object) -> None
     assert "brainlake " + " ".join(path) in text
 
 
-@pytest.mark.parametrize(("path", "parser"), COMMANDS, ids=[" ".join(path) for path, _ in COMMANDS])
+# Commands that do work; "brainlake mart" only holds subcommands.
+WORKING_COMMANDS = [(path, parser) for path, parser in COMMANDS if path != ("mart",)]
+
+
+@pytest.mark.parametrize(("path", "parser"), WORKING_COMMANDS, ids=[" ".join(path) for path, _ in WORKING_COMMANDS])
 def test_command_offers_json_and_quiet(path: tuple[str, ...], parser: object) -> None:
     text = cli_reference.command_help(parser)
-    if "SUBCOMMAND" in text and "--json" not in text:
-        pytest.skip(f"'brainlake {' '.join(path)}' only groups subcommands")
     assert "--json" in text
     assert "--quiet" in text
 
