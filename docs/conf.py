@@ -41,18 +41,18 @@ autodoc_typehints = "description"
 napoleon_use_ivar = True
 autodoc_member_order = "bysource"
 
-# Each project's inventory is fetched from its site first. When that fails,
-# as in CI, which has no network beyond the package registries, Sphinx reads
-# the copy in docs/_inventories, which lists only the names these pages link
-# to. Sphinx 9.0 logs a failed fetch that has a working fallback at info
-# level, so the -W build does not fail. Regenerate the copies with
+# Links to other projects' docs resolve through the inventories kept in
+# docs/_inventories, which list the names these pages link to with their real
+# URLs. Reading them first keeps the build offline and quiet (CI has no
+# network beyond the package registries); the site's own inventory is the
+# fallback when a local copy is missing. Regenerate the copies with
 # ``python docs/make_inventories.py``.
 intersphinx_mapping = {
-    "python": ("https://docs.python.org/3", (None, "_inventories/python.inv")),
-    "torch": ("https://docs.pytorch.org/docs/stable", (None, "_inventories/torch.inv")),
-    "numpy": ("https://numpy.org/doc/stable", (None, "_inventories/numpy.inv")),
-    "pyarrow": ("https://arrow.apache.org/docs", (None, "_inventories/pyarrow.inv")),
-    "fsspec": ("https://filesystem-spec.readthedocs.io/en/latest", (None, "_inventories/fsspec.inv")),
+    "python": ("https://docs.python.org/3", ("_inventories/python.inv", None)),
+    "torch": ("https://docs.pytorch.org/docs/stable", ("_inventories/torch.inv", None)),
+    "numpy": ("https://numpy.org/doc/stable", ("_inventories/numpy.inv", None)),
+    "pyarrow": ("https://arrow.apache.org/docs", ("_inventories/pyarrow.inv", None)),
+    "fsspec": ("https://filesystem-spec.readthedocs.io/en/latest", ("_inventories/fsspec.inv", None)),
 }
 intersphinx_timeout = 3
 

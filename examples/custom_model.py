@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    print(bl.model_card("separable"))
+    card = bl.model_card("separable")
+    print(f"{card.name}: {card.description} ({card.num_parameters} parameters)")
     with tempfile.TemporaryDirectory(prefix="brainlake-custom-model-") as scratch:
         lake = bl.Datalake(arguments.lake or Path(scratch) / "lake")
         lake.ingest(bl.datasets.sample_path(), source=bl.datasets.SAMPLE_SOURCE,

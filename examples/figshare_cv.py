@@ -23,6 +23,7 @@ measured. ``--size`` and ``--epochs`` control the training time.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -163,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="cnn1", help="registered model name (default: cnn1)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     arguments = parser.parse_args(argv)
+    if importlib.util.find_spec("h5py") is None or importlib.util.find_spec("scipy") is None:
+        parser.exit(1, "figshare_cv.py needs the mat extra (h5py, scipy): pip install -e '.[mat]'\n")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     folds = [int(fold) for fold in arguments.folds.split(",")]
     if not all(1 <= fold <= FOLDS for fold in folds):

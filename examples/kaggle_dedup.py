@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--near", action="store_true",
                         help="also keep near-identical images (re-encoded, resized copies) out of the test split")
     arguments = parser.parse_args(argv)
+    if arguments.epochs < 1 or arguments.size < 8:
+        parser.error(f"--epochs must be at least 1 and --size at least 8, got {arguments.epochs} and {arguments.size}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     data, source = find_data(arguments.data)

@@ -40,9 +40,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128, help="image side in pixels (default: 128)")
     parser.add_argument("--model", default="cnn2", help="registered model name (default: cnn2)")
     arguments = parser.parse_args()
+    if arguments.epochs < 1 or arguments.size < 8:
+        parser.error(f"--epochs must be at least 1 and --size at least 8, got {arguments.epochs} and {arguments.size}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     data, source = find_data()
+    if source == bl.datasets.SAMPLE_SOURCE:
+        print("Kaggle data not found (set BRAINLAKE_DATA to its folder): using the 56-image sample")
     with tempfile.TemporaryDirectory(prefix="brainlake-quickstart-") as scratch:
         lake = bl.Datalake(arguments.lake or Path(scratch) / "lake")
 

@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     data = arguments.data or bl.datasets.sample_path()
     source = "images" if arguments.data else bl.datasets.SAMPLE_SOURCE
 
-    lake = bl.Datalake(arguments.url, storage_options=options)
+    try:
+        lake = bl.Datalake(arguments.url, storage_options=options)
+    except bl.StorageError as error:
+        parser.exit(1, f"cannot reach the lake: {error}\n")
     print(lake.ingest(data, source=source, label_from="parent", split_from="grandparent", progress=False))
 
     # A second client (another process or machine) opening the same lake reads the same version.
