@@ -119,6 +119,24 @@ def test_object_round_trip_on_backend(lake_url: tuple[str, dict[str, Any]]) -> N
     assert store.get(digest) == b"slice bytes"
 
 
+def test_get_many_keeps_order_on_backend(lake_url: tuple[str, dict[str, Any]]) -> None:
+    store = ObjectStore(open_location(*lake_url))
+    payloads = [f"slice {index}".encode() for index in range(20)]
+    digests = [store.put(data)[0] for data in payloads]
+
+    assert store.get_many(list(reversed(digests))) == list(reversed(payloads))
+    assert store.get_many([]) == []
+
+
+def test_get_many_names_missing_object(lake_url: tuple[str, dict[str, Any]]) -> None:
+    store = ObjectStore(open_location(*lake_url))
+    present, _ = store.put(b"present")
+    absent = hashlib.sha256(b"never stored").hexdigest()
+
+    with pytest.raises(StorageError, match=absent):
+        store.get_many([present, absent])
+
+
 def test_second_put_is_not_a_write(lake_url: tuple[str, dict[str, Any]]) -> None:
     store = ObjectStore(open_location(*lake_url))
     store.put(b"same bytes")

@@ -873,14 +873,23 @@ def _decoded_blocks(
     """Yield ``(first row, stacked arrays)`` for consecutive blocks of rows, decoded on the pool."""
     prep = plan.recipe.preprocessing
 
-    def decode(row: Mapping[str, Any]) -> NDArray[np.uint8]:
-        data = lake.read_object(row["sha256"])
+    def decode(row: Mapping[str, Any], data: bytes | None = None) -> NDArray[np.uint8]:
+        if data is None:
+            data = lake.read_object(row["sha256"])
         return to_uint8_array(data, size=prep.size, channels=prep.channels, resize=prep.resize,
                               name=row["source_path"], window=prep.intensity)
 
     block = 256
     for start in range(0, len(rows), block):
-        yield start, np.stack(list(pool.map(decode, rows[start : start + block])))
+        chunk = rows[start : start + block]
+        if lake.location.is_local:
+            decoded = pool.map(decode, chunk)
+        else:
+            # One concurrent fetch per block: a request per object, made
+            # from the few decoding threads, would leave the link idle.
+            blobs = lake._objects.get_many([row["sha256"] for row in chunk])
+            decoded = pool.map(decode, chunk, blobs)
+        yield start, np.stack(list(decoded))
 
 
 def _write_splits(

@@ -18,7 +18,7 @@ import os
 import posixpath
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -409,6 +409,11 @@ class ObjectStore:
     def __init__(self, location: Location) -> None:
         self._location = location
 
+    @property
+    def is_local(self) -> bool:
+        """Whether the objects are on the local disk rather than on S3 or GCS."""
+        return self._location.is_local
+
     def path(self, sha256: str) -> str:
         """Return the filesystem path of the object with digest ``sha256``."""
         return self._location.path(self._relative(sha256))
@@ -492,6 +497,32 @@ class ObjectStore:
                 "run Datalake.verify() to list every missing object"
             ) from error
         return data
+
+    def get_many(self, digests: Sequence[str]) -> list[bytes]:
+        """Return the bytes of several objects, in the order of ``digests``.
+
+        On S3 and GCS the reads go out concurrently in one fsspec ``cat`` call,
+        which is several times faster than one request after another; on the
+        local disk this is the same as calling :meth:`get` for each.
+
+        Raises:
+            StorageError: If an object is missing or cannot be read.
+        """
+        if self._location.is_local or not digests:
+            return [self.get(digest) for digest in digests]
+        paths = [self.path(digest) for digest in digests]
+        url = self._location.url_of(_OBJECTS_DIR)
+        found = with_retries("read", url, lambda: self._location.fs.cat(paths, on_error="return"))
+        blobs = []
+        for digest, path in zip(digests, paths, strict=True):
+            data = found.get(path)
+            if isinstance(data, bytes):
+                blobs.append(data)
+            else:
+                # A missing object or a failed read: read it once more on its
+                # own, which retries and raises the usual StorageError.
+                blobs.append(self.get(digest))
+        return blobs
 
     def iter_digests(self) -> Iterator[str]:
         """Yield the digest of every stored object (temporary files skipped).

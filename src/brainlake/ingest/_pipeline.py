@@ -28,6 +28,7 @@ __all__ = ["IngestReport", "item_id_for", "prepare_items", "split_coverage_warni
 logger = logging.getLogger(__name__)
 
 _CHUNK = 64
+_REMOTE_WORKERS = 16
 
 
 @dataclass
@@ -190,7 +191,7 @@ def prepare_items(
     new_digests: set[str] = set()
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(desc=f"ingest {source}", unit="img", disable=not show)
-    pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+    pool = ThreadPoolExecutor(max_workers=workers or _default_workers(objects))
     try:
         for chunk in _chunks(records, _CHUNK):
             for outcome in pool.map(lambda record: _prepare_one(record, objects, max_pixels), chunk):
@@ -207,6 +208,16 @@ def prepare_items(
         bar.close()
     report.new_objects = len(new_digests)
     return pa.Table.from_pylist(rows, schema=ITEM_SCHEMA)
+
+
+def _default_workers(objects: ObjectStore) -> int:
+    """Return one thread per core, or at least 16 when objects go to S3 or GCS.
+
+    A put to an object store mostly waits for the server, so more threads
+    than cores keep more requests in flight; a chunk's bytes bound the memory.
+    """
+    cores = os.cpu_count() or 1
+    return cores if objects.is_local else max(cores, _REMOTE_WORKERS)
 
 
 def _records_only(entries: Iterable[SourceRecord | SourceProblem], report: IngestReport) -> Iterator[SourceRecord]:
