@@ -18,6 +18,8 @@ from brainlake.ingest import read_image_folder
 # Importing the module registers the "zip" reader.
 from brainlake.ingest.archive import DEFAULT_MAX_MEMBER_BYTES, MAX_NESTING_DEPTH, read_zip_archive
 
+from entries import split_entries
+
 Members = Iterable[tuple[str | zipfile.ZipInfo, bytes]]
 
 
@@ -41,19 +43,6 @@ def _zip_bytes(members: Members, compression: int = zipfile.ZIP_DEFLATED) -> byt
 def _write_zip(path: Path, members: Members, compression: int = zipfile.ZIP_DEFLATED) -> Path:
     path.write_bytes(_zip_bytes(members, compression))
     return path
-
-
-def _split(
-    entries: Iterable[bl.SourceRecord | bl.SourceProblem],
-) -> tuple[list[bl.SourceRecord], list[bl.SourceProblem]]:
-    records: list[bl.SourceRecord] = []
-    problems: list[bl.SourceProblem] = []
-    for entry in entries:
-        if isinstance(entry, bl.SourceRecord):
-            records.append(entry)
-        else:
-            problems.append(entry)
-    return records, problems
 
 
 def _summary(record: bl.SourceRecord) -> tuple[str, str | None, str | None, dict[str, Any], bytes]:
@@ -89,8 +78,8 @@ def test_zip_matches_folder_reader(tmp_path: Path, sample_dir: Path) -> None:
     archive = _write_zip(tmp_path / "sample.zip", _sample_members(sample_dir))
     options: dict[str, Any] = {"label_from": "parent", "split_from": "grandparent"}
 
-    from_zip, zip_problems = _split(read_zip_archive(archive, **options))
-    from_folder, folder_problems = _split(read_image_folder(sample_dir, **options))
+    from_zip, zip_problems = split_entries(read_zip_archive(archive, **options))
+    from_folder, folder_problems = split_entries(read_image_folder(sample_dir, **options))
 
     assert len(from_zip) == len(from_folder)
     assert [_summary(record) for record in from_zip] == [_summary(record) for record in from_folder]
@@ -100,9 +89,9 @@ def test_zip_matches_folder_reader(tmp_path: Path, sample_dir: Path) -> None:
 def test_zip_levels_and_defaults(tmp_path: Path, sample_dir: Path) -> None:
     archive = _write_zip(tmp_path / "sample.zip", _sample_members(sample_dir, ["Training"]))
 
-    default, _ = _split(read_zip_archive(archive))
-    by_grandparent, _ = _split(read_zip_archive(archive, label_from="grandparent", split_from=None))
-    unlabelled, _ = _split(read_zip_archive(archive, label_from=None))
+    default, _ = split_entries(read_zip_archive(archive))
+    by_grandparent, _ = split_entries(read_zip_archive(archive, label_from="grandparent", split_from=None))
+    unlabelled, _ = split_entries(read_zip_archive(archive, label_from=None))
 
     assert {record.label for record in default} == {"glioma", "meningioma", "notumor", "pituitary"}
     assert {record.source_split for record in default} == {None}
@@ -120,7 +109,7 @@ def test_nested_zips_prefix_paths(tmp_path: Path, sample_dir: Path) -> None:
         [("inner.zip", _zip_bytes(training)), ("Testing/flat.zip", _zip_bytes(flat, zipfile.ZIP_STORED))],
     )
 
-    records, problems = _split(read_zip_archive(outer, label_from="parent", split_from="grandparent"))
+    records, problems = split_entries(read_zip_archive(outer, label_from="parent", split_from="grandparent"))
     by_path = {record.source_path: record for record in records}
 
     assert problems == []
@@ -146,7 +135,7 @@ def test_nesting_depth_limit(tmp_path: Path, sample_dir: Path, levels: int) -> N
     archive = tmp_path / "deep.zip"
     archive.write_bytes(data)
 
-    records, problems = _split(read_zip_archive(archive))
+    records, problems = split_entries(read_zip_archive(archive))
 
     if levels <= MAX_NESTING_DEPTH:
         assert [record.read() for record in records] == [image]
@@ -185,7 +174,7 @@ def test_unsafe_members_reported_never_read(
         return original_open(self, name, *args, **kwargs)
 
     monkeypatch.setattr(zipfile.ZipFile, "open", recording_open)
-    records, problems = _split(read_zip_archive(archive))
+    records, problems = split_entries(read_zip_archive(archive))
     contents = [record.read() for record in records]
 
     reasons = {problem.source_path: problem.reason for problem in problems}
@@ -229,7 +218,7 @@ def test_hidden_and_other_entries_reported(tmp_path: Path, sample_dir: Path) -> 
     ]
     archive = _write_zip(tmp_path / "mixed.zip", members)
 
-    records, problems = _split(read_zip_archive(archive))
+    records, problems = split_entries(read_zip_archive(archive))
     reasons = {problem.source_path: problem.reason for problem in problems}
 
     assert [record.source_path for record in records] == [name for name, _ in good]
@@ -249,7 +238,7 @@ def test_large_members_reported(tmp_path: Path, sample_dir: Path) -> None:
     nested = _zip_bytes(members[:1], zipfile.ZIP_STORED)
     archive = _write_zip(tmp_path / "sizes.zip", [*members, ("nested.zip", nested)])
 
-    records, problems = _split(read_zip_archive(archive, max_member_bytes=limit))
+    records, problems = split_entries(read_zip_archive(archive, max_member_bytes=limit))
 
     too_large = {name for name, data in members if len(data) > limit}
     assert too_large
@@ -264,7 +253,7 @@ def test_encrypted_member_reported(tmp_path: Path, sample_dir: Path) -> None:
     archive = tmp_path / "locked.zip"
     archive.write_bytes(_mark_encrypted(_zip_bytes(members), locked_name))
 
-    records, problems = _split(read_zip_archive(archive))
+    records, problems = split_entries(read_zip_archive(archive))
 
     assert [record.source_path for record in records] == [members[1][0]]
     assert [problem.source_path for problem in problems] == [locked_name]
@@ -279,7 +268,7 @@ def test_corrupt_member_read_fails(tmp_path: Path, sample_dir: Path) -> None:
     archive = tmp_path / "corrupt.zip"
     archive.write_bytes(bytes(stored))
 
-    records, _ = _split(read_zip_archive(archive))
+    records, _ = split_entries(read_zip_archive(archive))
 
     assert len(records) == 1
     with pytest.raises(bl.StorageError, match="CRC"):
@@ -290,7 +279,7 @@ def test_invalid_nested_zip_reported(tmp_path: Path, sample_dir: Path) -> None:
     good = _sample_members(sample_dir, ["Training"])[:1]
     archive = _write_zip(tmp_path / "outer.zip", [("broken.zip", b"this is not a zip archive"), *good])
 
-    records, problems = _split(read_zip_archive(archive))
+    records, problems = split_entries(read_zip_archive(archive))
 
     assert [record.source_path for record in records] == [good[0][0]]
     assert [problem.source_path for problem in problems] == ["broken.zip"]

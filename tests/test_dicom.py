@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,8 @@ from brainlake.imaging import inspect_image, to_uint8_array  # noqa: E402
 
 # Importing the module registers the "DICOM" decoder and the "dicom" reader.
 from brainlake.ingest.dicom import decode_dicom_image, is_dicom, read_dicom_folder  # noqa: E402
+
+from entries import split_entries  # noqa: E402
 
 IDENTIFIERS = {
     "PatientName": "Doe^Jane",
@@ -57,19 +58,6 @@ def _write(dataset: Dataset, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     dataset.save_as(path)
     return path
-
-
-def _split(
-    entries: Iterable[bl.SourceRecord | bl.SourceProblem],
-) -> tuple[list[bl.SourceRecord], list[bl.SourceProblem]]:
-    records: list[bl.SourceRecord] = []
-    problems: list[bl.SourceProblem] = []
-    for entry in entries:
-        if isinstance(entry, bl.SourceRecord):
-            records.append(entry)
-        else:
-            problems.append(entry)
-    return records, problems
 
 
 def _mr_slice(rotation: int, patient_id: str, instance: int) -> Dataset:
@@ -271,7 +259,7 @@ def test_reader_yields_metadata(tmp_path: Path) -> None:
     source = _read("MR_small.dcm")
     path = _write(_read("MR_small.dcm"), tmp_path / "glioma" / "slice.dcm")
 
-    records, problems = _split(read_dicom_folder(tmp_path))
+    records, problems = split_entries(read_dicom_folder(tmp_path))
 
     assert problems == []
     assert len(records) == 1
@@ -287,7 +275,7 @@ def test_reader_yields_metadata(tmp_path: Path) -> None:
     assert record.extra["InstanceNumber"] == int(source.InstanceNumber)
     assert record.extra["PhotometricInterpretation"] == "MONOCHROME2"
     assert record.read() != path.read_bytes()
-    kept, _ = _split(read_dicom_folder(tmp_path, keep_identifiers=True))
+    kept, _ = split_entries(read_dicom_folder(tmp_path, keep_identifiers=True))
     assert kept[0].read() == path.read_bytes()
 
 
@@ -299,7 +287,7 @@ def test_reader_stores_no_direct_identifiers(tmp_path: Path) -> None:
     dataset.BodyPartExamined = "HEAD"
     _write(dataset, tmp_path / "glioma" / "named.dcm")
 
-    records, _ = _split(read_dicom_folder(tmp_path))
+    records, _ = split_entries(read_dicom_folder(tmp_path))
 
     record = records[0]
     assert record.extra["SeriesDescription"] == "T1 axial"
@@ -317,20 +305,20 @@ def test_reader_empty_patient_id_is_none(tmp_path: Path) -> None:
     dataset = _read("MR_small.dcm")
     dataset.PatientID = ""
     _write(dataset, tmp_path / "glioma" / "anonymous.dcm")
-    records, _ = _split(read_dicom_folder(tmp_path))
+    records, _ = split_entries(read_dicom_folder(tmp_path))
     assert records[0].patient_id is None
 
 
 def test_reader_label_and_split_from_folders(tmp_path: Path) -> None:
     _write(_read("MR_small.dcm"), tmp_path / "Training" / "glioma_tumor" / "a.dcm")
 
-    records, _ = _split(read_dicom_folder(tmp_path, label_from="parent", split_from="grandparent"))
+    records, _ = split_entries(read_dicom_folder(tmp_path, label_from="parent", split_from="grandparent"))
     assert records[0].label == "glioma"
     assert records[0].source_split == "train"
     assert records[0].extra["source_label"] == "glioma_tumor"
     assert records[0].extra["source_split"] == "Training"
 
-    unlabelled, _ = _split(read_dicom_folder(tmp_path, label_from=None))
+    unlabelled, _ = split_entries(read_dicom_folder(tmp_path, label_from=None))
     assert unlabelled[0].label is None
     assert unlabelled[0].source_split is None
 
@@ -353,7 +341,7 @@ def test_reader_takes_dicom_names_and_reports_the_rest(tmp_path: Path) -> None:
     (tmp_path / ".cache" / "c.dcm").write_bytes(mr_bytes)
     (tmp_path / "empty").mkdir()
 
-    records, problems = _split(read_dicom_folder(tmp_path))
+    records, problems = split_entries(read_dicom_folder(tmp_path))
 
     assert [record.source_path for record in records] == [
         "glioma/1.2.840.113619.2.55",

@@ -23,6 +23,8 @@ from brainlake.imaging import inspect_image, to_uint8_array  # noqa: E402
 from brainlake.ingest import get_reader  # noqa: E402
 from brainlake.ingest.figshare import decode_mat_image, is_mat_file, read_figshare_folder  # noqa: E402
 
+from entries import split_entries  # noqa: E402
+
 # Non-square, so a missing or doubled transpose changes the shape.
 HEIGHT, WIDTH = 40, 56
 
@@ -89,17 +91,6 @@ def _write_v5_slice(path: Path, label: float, pid: str, seed: int) -> Path:
         "tumorMask": _mask(),
     }})
     return path
-
-
-def _split(entries: Iterable[bl.SourceRecord | bl.SourceProblem]) -> tuple[list[bl.SourceRecord], list[bl.SourceProblem]]:
-    records: list[bl.SourceRecord] = []
-    problems: list[bl.SourceProblem] = []
-    for entry in entries:
-        if isinstance(entry, bl.SourceRecord):
-            records.append(entry)
-        else:
-            problems.append(entry)
-    return records, problems
 
 
 @pytest.fixture
@@ -222,7 +213,7 @@ def test_figshare_reader_is_registered() -> None:
 
 
 def test_reader_records(source: Path) -> None:
-    records, _ = _split(read_figshare_folder(source))
+    records, _ = split_entries(read_figshare_folder(source))
     by_path = {record.source_path: record for record in records}
     # Slice files come in numeric order, so 10.mat follows 5.mat.
     assert [record.source_path for record in records] == ["1.mat", "2.mat", "3.mat", "5.mat", "10.mat"]
@@ -237,7 +228,7 @@ def test_reader_records(source: Path) -> None:
 
 
 def test_reader_extra_values(source: Path) -> None:
-    records, _ = _split(read_figshare_folder(source))
+    records, _ = split_entries(read_figshare_folder(source))
     by_path = {record.source_path: record for record in records}
     assert by_path["3.mat"].extra["slice"] == 3
     assert by_path["3.mat"].extra["tumor_border"] == [3.0, 2.0, 19.0, 2.0, 19.0, 9.0]
@@ -249,14 +240,14 @@ def test_reader_extra_values(source: Path) -> None:
 
 
 def test_reader_object_is_original_file(source: Path) -> None:
-    records, _ = _split(read_figshare_folder(source))
+    records, _ = split_entries(read_figshare_folder(source))
     for record in records:
         assert record.read() == (source / record.source_path).read_bytes()
 
 
 @pytest.mark.parametrize("name", ["1.mat", "5.mat"])
 def test_reader_mask_attachment(source: Path, name: str) -> None:
-    records, _ = _split(read_figshare_folder(source))
+    records, _ = split_entries(read_figshare_folder(source))
     record = next(record for record in records if record.source_path == name)
     assert sorted(record.attachments) == ["tumor_mask"]
     mask = np.load(io.BytesIO(record.attachments["tumor_mask"]()), allow_pickle=False)
@@ -266,7 +257,7 @@ def test_reader_mask_attachment(source: Path, name: str) -> None:
 
 
 def test_reader_reports_problems_by_name(source: Path) -> None:
-    _, problems = _split(read_figshare_folder(source))
+    _, problems = split_entries(read_figshare_folder(source))
     reasons = {problem.source_path: problem.reason for problem in problems}
     assert sorted(reasons) == [".DS_Store", "README.txt", "other.mat"]
     assert reasons[".DS_Store"] == "hidden or system file skipped"
@@ -278,7 +269,7 @@ def test_reader_reports_problems_by_name(source: Path) -> None:
 def test_reader_unknown_label_code(tmp_path: Path) -> None:
     _write_slice(tmp_path / "1.mat", 4, "7", seed=0)
     _write_slice(tmp_path / "2.mat", 1.5, "7", seed=0)
-    records, problems = _split(read_figshare_folder(tmp_path))
+    records, problems = split_entries(read_figshare_folder(tmp_path))
     assert records == []
     assert [problem.source_path for problem in problems] == ["1.mat", "2.mat"]
     assert "unknown label code 4.0 in cjdata.label" in problems[0].reason
@@ -292,7 +283,7 @@ def test_reader_label_folder_mismatch(tmp_path: Path) -> None:
     _write_slice(tmp_path / "glioma" / "1.mat", 1, "7", seed=0)
     _write_slice(tmp_path / "glioma" / "2.mat", 2, "7", seed=1)
     _write_slice(tmp_path / "batch_1" / "3.mat", 3, "7", seed=2)
-    records, problems = _split(read_figshare_folder(tmp_path))
+    records, problems = split_entries(read_figshare_folder(tmp_path))
     assert [record.source_path for record in records] == ["batch_1/3.mat", "glioma/2.mat"]
     assert [problem.source_path for problem in problems] == ["glioma/1.mat"]
     assert problems[0].reason == (
@@ -303,7 +294,7 @@ def test_reader_mask_shape_mismatch(tmp_path: Path) -> None:
     fields = _cjdata(1, "7", seed=0)
     fields["tumorMask"] = np.zeros((WIDTH, HEIGHT), dtype=np.uint8)
     _write_v73(tmp_path / "1.mat", {"cjdata": fields})
-    _, problems = _split(read_figshare_folder(tmp_path))
+    _, problems = split_entries(read_figshare_folder(tmp_path))
     assert [problem.source_path for problem in problems] == ["1.mat"]
     assert "tumorMask has shape (56, 40) but cjdata.image has shape (40, 56)" in problems[0].reason
 
@@ -312,7 +303,7 @@ def test_reader_mask_shape_mismatch(tmp_path: Path) -> None:
 def test_reader_damaged_mat_file(tmp_path: Path, write: Callable[..., Path]) -> None:
     data = write(tmp_path / "1.mat", 1, "7", seed=0).read_bytes()
     (tmp_path / "1.mat").write_bytes(data[:700])
-    _, problems = _split(read_figshare_folder(tmp_path))
+    _, problems = split_entries(read_figshare_folder(tmp_path))
     assert [problem.source_path for problem in problems] == ["1.mat"]
     assert problems[0].reason.startswith("not a readable MATLAB file")
 
@@ -320,7 +311,7 @@ def test_reader_damaged_mat_file(tmp_path: Path, write: Callable[..., Path]) -> 
 def test_reader_broken_cvind_is_reported(tmp_path: Path) -> None:
     _write_slice(tmp_path / "1.mat", 1, "7", seed=0)
     _write_v73(tmp_path / "cvind.mat", {"folds": np.array([[1.0]])})
-    records, problems = _split(read_figshare_folder(tmp_path))
+    records, problems = split_entries(read_figshare_folder(tmp_path))
     assert [record.source_path for record in records] == ["1.mat"]
     assert "cv_fold" not in records[0].extra
     assert [problem.source_path for problem in problems] == ["cvind.mat"]
@@ -330,7 +321,7 @@ def test_reader_broken_cvind_is_reported(tmp_path: Path) -> None:
 def test_reader_invalid_fold_numbers(tmp_path: Path) -> None:
     _write_slice(tmp_path / "1.mat", 1, "7", seed=0)
     _write_v73(tmp_path / "cvind.mat", {"cvind": np.array([[1.0, 0.0, 2.5]])})
-    records, problems = _split(read_figshare_folder(tmp_path))
+    records, problems = split_entries(read_figshare_folder(tmp_path))
     assert "cv_fold" not in records[0].extra
     assert [problem.source_path for problem in problems] == ["cvind.mat"]
     assert "cvind contains 2 invalid fold number(s), such as [0.0, 2.5]" in problems[0].reason
@@ -339,7 +330,7 @@ def test_reader_invalid_fold_numbers(tmp_path: Path) -> None:
 def test_reader_reads_v5_cvind(tmp_path: Path) -> None:
     _write_slice(tmp_path / "1.mat", 1, "7", seed=0)
     scipy_io.savemat(tmp_path / "cvind.mat", {"cvind": np.array([[3.0]])})
-    records, problems = _split(read_figshare_folder(tmp_path))
+    records, problems = split_entries(read_figshare_folder(tmp_path))
     assert problems == []
     assert records[0].extra["cv_fold"] == 3
 
@@ -475,7 +466,7 @@ def _by_slice(records: Iterable[bl.SourceRecord]) -> dict[int, tuple[object, ...
 
 
 def test_zip_source_paths(source_zip: Path) -> None:
-    records, _ = _split(read_figshare_folder(source_zip))
+    records, _ = split_entries(read_figshare_folder(source_zip))
     assert [record.source_path for record in records] == [
         "brainTumorDataPublic_1-3.zip/1.mat",
         "brainTumorDataPublic_1-3.zip/2.mat",
@@ -486,15 +477,15 @@ def test_zip_source_paths(source_zip: Path) -> None:
 
 
 def test_zip_records_match_folder(source: Path, source_zip: Path) -> None:
-    from_folder, _ = _split(read_figshare_folder(source))
-    from_zip, _ = _split(read_figshare_folder(source_zip))
+    from_folder, _ = split_entries(read_figshare_folder(source))
+    from_zip, _ = split_entries(read_figshare_folder(source_zip))
     assert sorted(_by_slice(from_zip)) == [1, 2, 3, 5, 10]
     assert _by_slice(from_zip) == _by_slice(from_folder)
 
 
 def test_zip_problems_match_folder(source: Path, source_zip: Path) -> None:
-    _, folder_problems = _split(read_figshare_folder(source))
-    _, zip_problems = _split(read_figshare_folder(source_zip))
+    _, folder_problems = split_entries(read_figshare_folder(source))
+    _, zip_problems = split_entries(read_figshare_folder(source_zip))
     from_folder = {problem.source_path: (problem.reason, problem.hint) for problem in folder_problems}
     from_zip = {problem.source_path: (problem.reason, problem.hint) for problem in zip_problems}
     assert sorted(from_zip) == [
@@ -507,7 +498,7 @@ def test_zip_cvind_in_nested_archive(source: Path, tmp_path: Path) -> None:
         "brainTumorDataPublic_1-3.zip": ["1.mat", "2.mat", "3.mat"],
         "brainTumorDataPublic_5-10.zip": ["5.mat", "10.mat", "cvind.mat"],
     })
-    records, problems = _split(read_figshare_folder(archive))
+    records, problems = split_entries(read_figshare_folder(archive))
     folds = {record.extra["slice"]: record.extra.get("cv_fold") for record in records}
     assert folds == {1: 1, 2: 1, 3: 4, 5: 5, 10: None}
     assert "brainTumorDataPublic_5-10.zip/cvind.mat" not in {problem.source_path for problem in problems}
@@ -530,7 +521,7 @@ def test_zip_hostile_member_not_read(
 
     monkeypatch.setattr(zipfile.ZipFile, "open", recording_open)
     with caplog.at_level("WARNING", logger="brainlake.ingest.archive"):
-        records, problems = _split(read_figshare_folder(archive))
+        records, problems = split_entries(read_figshare_folder(archive))
         masks = [record.attachments["tumor_mask"]() for record in records]
 
     assert [record.source_path for record in records] == ["brainTumorDataPublic_1-766.zip/1.mat"]
@@ -547,7 +538,7 @@ def test_zip_hostile_member_not_read(
 
 def test_zip_oversized_members_reported(source_zip: Path) -> None:
     # README.txt is under 64 bytes, so only the inner zips and cvind.mat exceed the cap.
-    records, problems = _split(read_figshare_folder(source_zip, max_member_bytes=64))
+    records, problems = split_entries(read_figshare_folder(source_zip, max_member_bytes=64))
     reasons = {problem.source_path: problem.reason for problem in problems}
     assert records == []
     assert sorted(reasons) == [
