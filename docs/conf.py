@@ -43,9 +43,9 @@ autodoc_member_order = "bysource"
 
 # Links to other projects' docs resolve through the inventories kept in
 # docs/_inventories, which list the names these pages link to with their real
-# URLs. Reading them first keeps the build offline and quiet (CI has no
-# network beyond the package registries); the site's own inventory is the
-# fallback when a local copy is missing. Regenerate the copies with
+# URLs. They are read first, so the build needs no network (CI reaches only the
+# package registries) and prints no fetch errors. The site's own inventory is
+# the fallback when a local copy is missing. Regenerate the copies with
 # ``python docs/make_inventories.py``.
 intersphinx_mapping = {
     "python": ("https://docs.python.org/3", ("_inventories/python.inv", None)),

@@ -11,7 +11,7 @@ trains a model on each mart, and prints the accuracy per fold and its mean.
 Point ``--data`` (or ``$BRAINLAKE_FIGSHARE``) at the unpacked download, a
 folder of ``N.mat`` files with ``cvind.mat``. Without it the script writes
 synthetic slices in the same file format (noise with a bright square
-whose place gives the class, a few slices per invented patient) and says so on every run:
+whose place gives the class, a few slices per invented patient) and prints a notice on every run:
 its accuracies then show that the pipeline works, not how a model does on MRI.
 
 Needs the ``mat`` extra (h5py, scipy). Time on 2 CPU cores: about 6 s with

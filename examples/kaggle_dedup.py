@@ -10,7 +10,7 @@ clean test split. It prints how many test images were dropped and why.
 
 Data: ``--data``, else ``$BRAINLAKE_DATA``, else ``../shared/data/brain-tumor-mri``
 beside the repository, else the 56-image sample shipped with brainlake (then
-it says so). Time on 2 CPU cores with the defaults (cnn2, 8 epochs at 128
+it prints a notice). Time on 2 CPU cores with the defaults (cnn2, 8 epochs at 128
 px): about 20 s on the sample. On the 1,527-image subset, ingest and the mart
 build take about 10 s, then each epoch 25 to 50 s. ``--size`` and
 ``--epochs`` shorten it.

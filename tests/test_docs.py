@@ -46,7 +46,7 @@ def test_command_help_has_example(path: tuple[str, ...], parser: object) -> None
     assert "brainlake " + " ".join(path) in text
 
 
-# Commands that do work; "brainlake mart" only holds subcommands.
+# Commands that do work; "brainlake mart" contains only subcommands.
 WORKING_COMMANDS = [(path, parser) for path, parser in COMMANDS if path != ("mart",)]
 
 

@@ -338,8 +338,9 @@ class Datalake:
             path: The source location (for the ``folder`` reader, a folder).
             source: A name for the source, stored with each item (``"kaggle-brain-mri"``).
             reader: The registered reader to use (:func:`brainlake.list_readers`).
-            workers: Threads for reading, decoding, hashing and storing; by default
-                one per core, and at least 16 on S3 and GCS, where puts wait on the network.
+            workers: Threads for reading, decoding, hashing and storing. The
+                default is one per core, and at least 16 on S3 and GCS because
+                puts there mostly wait on the network.
             max_pixels: Images with more pixels are rejected.
             progress: Show a progress bar; by default only on a terminal.
             keep_identifiers: Store patient ids as the source gives them,

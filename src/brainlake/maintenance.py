@@ -2,9 +2,9 @@
 
 These are the implementations behind :meth:`Datalake.verify`,
 :meth:`Datalake.vacuum` and :meth:`Datalake.forget`, with the reports they
-return. An object in the lake is referenced by a current catalog item (its
-image or an attachment such as a mask), by a run record (its checkpoint) or by
-a built mart's manifest; everything here starts from that set.
+return. An object is referenced when a current catalog item (its image or an
+attachment such as a mask), a run record (its checkpoint) or a built mart's
+manifest names it. Every operation here starts from that set of references.
 """
 
 from __future__ import annotations

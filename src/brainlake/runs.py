@@ -186,8 +186,8 @@ def run_items(lake: Datalake, run_id: str, *, split: str | None = None) -> pa.Ta
     """List the items a run trained, validated and was tested on.
 
     The item lists come from the run's mart (``<split>-items.csv``, in array
-    order); each item is checked against the catalog at the lake version the
-    mart pinned, which also supplies ``sha256`` and ``source_path``.
+    order). Each item is checked against the catalog at the lake version the
+    mart pinned, and that catalog version supplies ``sha256`` and ``source_path``.
 
     Args:
         lake: The lake holding the run.

@@ -448,9 +448,13 @@ class ObjectStore:
         target = self.path(digest)
         if self._location.is_local:
             if os.path.exists(target):
-                # A fresh modification time tells Datalake.vacuum that an
-                # ingest still uses this object, even if no item refers to it yet.
-                os.utime(target)
+                # A fresh modification time marks the object as in use for
+                # Datalake.vacuum's grace period until the ingest commits.
+                try:
+                    os.utime(target)
+                except OSError as error:
+                    # Objects made read-only keep their old time; the stored bytes are still good.
+                    logger.debug("could not refresh the modification time of %s: %s", target, error)
                 return digest, False
             try:
                 self._put_local(target, data)
@@ -502,8 +506,8 @@ class ObjectStore:
         """Return the bytes of several objects, in the order of ``digests``.
 
         On S3 and GCS the reads go out concurrently in one fsspec ``cat`` call,
-        which is several times faster than one request after another; on the
-        local disk this is the same as calling :meth:`get` for each.
+        so a batch waits for about one round trip instead of one per object.
+        On the local disk this is the same as calling :meth:`get` for each.
 
         Raises:
             StorageError: If an object is missing or cannot be read.

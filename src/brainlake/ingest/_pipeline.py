@@ -214,7 +214,8 @@ def _default_workers(objects: ObjectStore) -> int:
     """Return one thread per core, or at least 16 when objects go to S3 or GCS.
 
     A put to an object store mostly waits for the server, so more threads
-    than cores keep more requests in flight; a chunk's bytes bound the memory.
+    than cores keep more requests in flight. Memory stays bounded by one
+    chunk's bytes, whatever the thread count.
     """
     cores = os.cpu_count() or 1
     return cores if objects.is_local else max(cores, _REMOTE_WORKERS)

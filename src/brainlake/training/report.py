@@ -232,7 +232,7 @@ def _draw_confusion_matrix(data: Mapping[str, Any]) -> Figure:
     axes = figure.add_subplot()
 
     # Colour by the share of each true class (the recall in the diagonal), so
-    # rare classes are as visible as common ones; the text gives the counts.
+    # rare classes are as visible as common ones. The cell text gives the counts.
     shares = [[count / max(sum(row), 1) for count in row] for row in matrix]
     image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
     figure.colorbar(image, ax=axes, label="share of the true class")

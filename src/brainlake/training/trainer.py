@@ -944,7 +944,7 @@ class Trainer:
         return improved
 
     def _write_checkpoints(self, improved: bool) -> None:
-        # Every rank holds the same weights, so rank 0 writes for all of them.
+        # Every rank has the same weights, so rank 0 writes for all of them.
         if self._checkpoint_dir is None or self.rank != 0:
             return
         if improved:
