@@ -1,13 +1,14 @@
-"""The reader protocol, the registry of readers, and label/split normalisation."""
+"""The reader protocol, the registry of readers, label/split normalisation, and the shared folder walk."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
-from ..exceptions import DuplicateNameError, UnknownReaderError
+from ..exceptions import DuplicateNameError, IngestError, UnknownReaderError
 
 __all__ = [
     "Reader",
@@ -172,3 +173,100 @@ def canonical_split(name: str) -> str:
     Other names are returned lower-cased, so an unusual split stays visible.
     """
     return _SPLIT_ALIASES.get(name.strip().lower(), name.strip().lower())
+
+
+FolderLevel = Literal["parent", "grandparent"]
+"""A folder level above a file: ``"parent"`` (the folder holding it) or ``"grandparent"``."""
+
+_LEVELS: dict[str, int] = {"parent": 1, "grandparent": 2}
+_SYSTEM_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini"})
+
+
+def is_hidden(name: str) -> bool:
+    """Return whether a file or folder name is hidden or a system entry (``.*``, ``__MACOSX``, ``Thumbs.db``)."""
+    return name.startswith(".") or name in _SYSTEM_NAMES
+
+
+def check_folder_levels(label_from: FolderLevel | None, split_from: FolderLevel | None) -> None:
+    """Check the ``label_from`` and ``split_from`` arguments of a reader.
+
+    Raises:
+        IngestError: If either is not ``"parent"``, ``"grandparent"`` or ``None``.
+    """
+    for argument, value in (("label_from", label_from), ("split_from", split_from)):
+        if value is not None and value not in _LEVELS:
+            raise IngestError(f"{argument} must be 'parent', 'grandparent' or None, got {value!r}")
+
+
+def walk_folder(base: Path, *, empty_reason: str, empty_hint: str) -> Iterator[SourceProblem | tuple[Path, Path]]:
+    """Walk ``base`` top-down in sorted order, reporting and skipping hidden and system entries.
+
+    Hidden folders are not entered. Folders and files are visited in name
+    order, each folder's files before its subfolders.
+
+    Args:
+        base: The folder to walk.
+        empty_reason: The reason reported for an empty folder below ``base``.
+        empty_hint: The hint reported for an empty folder below ``base``.
+
+    Yields:
+        A :class:`SourceProblem` per empty folder, hidden folder and hidden
+        file, and a ``(path, relative_path)`` pair per other file, where
+        ``relative_path`` is relative to ``base``.
+    """
+    for directory, folders, files in os.walk(base):
+        current = Path(directory)
+        if not folders and not files and current != base:
+            yield SourceProblem(current.relative_to(base).as_posix() + "/", empty_reason, empty_hint)
+        for name in sorted(folders):
+            if is_hidden(name):
+                relative = (current / name).relative_to(base).as_posix()
+                yield SourceProblem(relative + "/", "hidden or system folder skipped")
+        folders[:] = sorted(name for name in folders if not is_hidden(name))
+
+        for name in sorted(files):
+            path = current / name
+            relative_path = path.relative_to(base)
+            if is_hidden(name):
+                yield SourceProblem(relative_path.as_posix(), "hidden or system file skipped")
+                continue
+            yield path, relative_path
+
+
+def labels_from_folders(
+    folder_names: Sequence[str], label_from: FolderLevel | None, split_from: FolderLevel | None
+) -> tuple[str | None, str | None, dict[str, Any]]:
+    """Derive a file's label and source split from the names of the folders above it.
+
+    Args:
+        folder_names: The folders from the source root down to the file,
+            nearest last (``["Training", "glioma"]``).
+        label_from: Which folder level names the class, or ``None`` for no label.
+        split_from: Which folder level names the source split, or ``None``.
+
+    Returns:
+        The canonical label, the canonical split, and the ``extra`` values
+        ``source_label`` and ``source_split``, each present only when the
+        folder name differs from its canonical form. The label or split is
+        ``None`` when its level is ``None``, when there are fewer folders than
+        the level needs, or when the folder name is empty.
+    """
+    label_folder = _folder_at(folder_names, label_from)
+    split_folder = _folder_at(folder_names, split_from)
+    label = canonical_label(label_folder) if label_folder else None
+    split = canonical_split(split_folder) if split_folder else None
+    extra: dict[str, Any] = {}
+    if label_folder and label != label_folder:
+        extra["source_label"] = label_folder
+    if split_folder and split != split_folder:
+        extra["source_split"] = split_folder
+    return label, split, extra
+
+
+def _folder_at(folder_names: Sequence[str], level: FolderLevel | None) -> str | None:
+    if level is None:
+        return None
+    depth = _LEVELS[level]
+    if len(folder_names) < depth:
+        return None
+    return folder_names[-depth]

@@ -30,8 +30,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..exceptions import IngestError, StorageError
-from ._base import SourceProblem, SourceRecord, canonical_label, canonical_split, register_reader
-from .folder import _LEVELS, IMAGE_EXTENSIONS, FolderLevel, _is_hidden
+from ._base import (
+    FolderLevel,
+    SourceProblem,
+    SourceRecord,
+    is_hidden,
+    check_folder_levels,
+    labels_from_folders,
+    register_reader,
+)
+from .folder import IMAGE_EXTENSIONS
 
 __all__ = ["DEFAULT_MAX_MEMBER_BYTES", "MAX_NESTING_DEPTH", "ZipMember", "ZipMembers", "read_zip_archive"]
 
@@ -204,7 +212,7 @@ class ZipMembers:
                 continue
             if info.is_dir():
                 continue
-            if _is_hidden(parts[-1]):
+            if is_hidden(parts[-1]):
                 yield SourceProblem(path, "hidden or system file skipped")
                 continue
 
@@ -293,9 +301,7 @@ def read_zip_archive(
     """
     if options:
         raise IngestError(f"the zip reader does not accept option(s) {sorted(options)!r}")
-    for argument, value in (("label_from", label_from), ("split_from", split_from)):
-        if value is not None and value not in _LEVELS:
-            raise IngestError(f"{argument} must be 'parent', 'grandparent' or None, got {value!r}")
+    check_folder_levels(label_from, split_from)
 
     members = ZipMembers(root, max_member_bytes=max_member_bytes)
     logger.info("reading zip archive %s", members.name)
@@ -353,7 +359,7 @@ def _unsafe_name_reason(name: str) -> str | None:
 
 def _hidden_folder(folders: list[str]) -> str | None:
     for index, folder in enumerate(folders):
-        if _is_hidden(folder):
+        if is_hidden(folder):
             return "/".join(folders[: index + 1])
     return None
 
@@ -374,27 +380,8 @@ def _member_problem(info: zipfile.ZipInfo, path: str, max_member_bytes: int) -> 
     return None
 
 
-def _folder_at(parts: list[str], level: FolderLevel | None) -> str | None:
-    if level is None:
-        return None
-    depth = _LEVELS[level]
-    folders = parts[:-1]
-    if len(folders) < depth:
-        return None
-    return folders[-depth]
-
-
 def _record(member: ZipMember, label_from: FolderLevel | None, split_from: FolderLevel | None) -> SourceRecord:
-    parts = member.name.split("/")
-    extra: dict[str, Any] = {}
-    label_folder = _folder_at(parts, label_from)
-    split_folder = _folder_at(parts, split_from)
-    label = canonical_label(label_folder) if label_folder else None
-    split = canonical_split(split_folder) if split_folder else None
-    if label_folder and label != label_folder:
-        extra["source_label"] = label_folder
-    if split_folder and split != split_folder:
-        extra["source_split"] = split_folder
+    label, split, extra = labels_from_folders(member.name.split("/")[:-1], label_from, split_from)
     return SourceRecord(
         source_path=member.path,
         read=member.read,

@@ -43,8 +43,15 @@ from numpy.typing import NDArray
 
 from ..exceptions import IngestError, MissingDependencyError
 from ..imaging import ArrayDecoder, register_decoder
-from ._base import SourceProblem, SourceRecord, register_reader
-from .folder import _LEVELS, FolderLevel, _is_hidden, _record
+from ._base import (
+    FolderLevel,
+    SourceProblem,
+    SourceRecord,
+    check_folder_levels,
+    labels_from_folders,
+    register_reader,
+    walk_folder,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -297,45 +304,33 @@ def read_dicom_folder(
     """
     if options:
         raise IngestError(f"the dicom reader does not accept option(s) {sorted(options)!r}")
-    for argument, value in (("label_from", label_from), ("split_from", split_from)):
-        if value is not None and value not in _LEVELS:
-            raise IngestError(f"{argument} must be 'parent', 'grandparent' or None, got {value!r}")
+    check_folder_levels(label_from, split_from)
     base = Path(root)
     if not base.is_dir():
         raise IngestError(f"source folder {os.fspath(root)!r} does not exist or is not a folder")
     pydicom = _import_pydicom()
 
-    for directory, folders, files in os.walk(base):
-        current = Path(directory)
-        if not folders and not files and current != base:
+    walk = walk_folder(
+        base,
+        empty_reason="empty folder: no DICOM files in it",
+        empty_hint="add its files or remove the folder; no class is created for it",
+    )
+    for item in walk:
+        if isinstance(item, SourceProblem):
+            yield item
+            continue
+        path, relative = item
+        if not _may_be_dicom(path):
             yield SourceProblem(
-                current.relative_to(base).as_posix() + "/",
-                "empty folder: no DICOM files in it",
-                "add its files or remove the folder; no class is created for it",
+                relative.as_posix(),
+                f"not a DICOM file (extension {path.suffix!r})",
+                "if it is a DICOM file, rename it to end in .dcm",
             )
-        for name in sorted(folders):
-            if _is_hidden(name):
-                folder_path = (current / name).relative_to(base).as_posix()
-                yield SourceProblem(folder_path + "/", "hidden or system folder skipped")
-        folders[:] = sorted(name for name in folders if not _is_hidden(name))
-
-        for name in sorted(files):
-            path = current / name
-            relative = path.relative_to(base)
-            if _is_hidden(name):
-                yield SourceProblem(relative.as_posix(), "hidden or system file skipped")
-                continue
-            if not _may_be_dicom(path):
-                yield SourceProblem(
-                    relative.as_posix(),
-                    f"not a DICOM file (extension {path.suffix!r})",
-                    "if it is a DICOM file, rename it to end in .dcm",
-                )
-                continue
-            entry = _dicom_entry(path, relative, label_from, split_from, pydicom)
-            if isinstance(entry, SourceRecord) and not keep_identifiers:
-                entry = replace(entry, read=partial(deidentified_bytes, path))
-            yield entry
+            continue
+        entry = _dicom_entry(path, relative, label_from, split_from, pydicom)
+        if isinstance(entry, SourceRecord) and not keep_identifiers:
+            entry = replace(entry, read=partial(deidentified_bytes, path))
+        yield entry
 
 
 IDENTIFYING_ATTRIBUTES = (
@@ -418,8 +413,16 @@ def _dicom_entry(
             "the file is truncated or corrupt; re-export it or remove it",
         )
 
-    record = _record(path, relative, label_from, split_from)
-    return replace(record, patient_id=patient_id, modality=modality, extra={**record.extra, **extra})
+    label, split, folder_extra = labels_from_folders(relative.parts[:-1], label_from, split_from)
+    return SourceRecord(
+        source_path=source_path,
+        read=path.read_bytes,
+        label=label,
+        source_split=split,
+        patient_id=patient_id,
+        modality=modality,
+        extra={**folder_extra, **extra},
+    )
 
 
 def _text(dataset: Dataset, keyword: str) -> str | None:

@@ -42,9 +42,8 @@ from numpy.typing import NDArray
 
 from ..exceptions import IngestError, MissingDependencyError
 from ..imaging import ArrayDecoder, register_decoder
-from ._base import SourceProblem, SourceRecord, canonical_label, register_reader
+from ._base import SourceProblem, SourceRecord, canonical_label, is_hidden, register_reader
 from .archive import DEFAULT_MAX_MEMBER_BYTES, ZipMember, ZipMembers
-from .folder import _is_hidden
 
 __all__ = [
     "FIGSHARE_LABELS",
@@ -436,13 +435,13 @@ def _list_files(base: Path) -> Iterator[_SourceFile | SourceProblem]:
     for directory, folders, files in os.walk(base):
         current = Path(directory)
         for name in sorted(folders):
-            if _is_hidden(name):
+            if is_hidden(name):
                 yield SourceProblem((current / name).relative_to(base).as_posix() + "/",
                                     "hidden or system folder skipped")
-        folders[:] = sorted(name for name in folders if not _is_hidden(name))
+        folders[:] = sorted(name for name in folders if not is_hidden(name))
         for name in sorted(files, key=_walk_order):
             path = current / name
-            if _is_hidden(name):
+            if is_hidden(name):
                 yield SourceProblem(path.relative_to(base).as_posix(), "hidden or system file skipped")
                 continue
             yield _folder_file(path, base)

@@ -8,34 +8,24 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..exceptions import IngestError
-from ._base import SourceProblem, SourceRecord, canonical_label, canonical_split, register_reader
+from ._base import (
+    FolderLevel,
+    SourceProblem,
+    SourceRecord,
+    canonical_label,
+    check_folder_levels,
+    labels_from_folders,
+    register_reader,
+    walk_folder,
+)
 
 __all__ = ["IMAGE_EXTENSIONS", "read_image_folder"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 """File name extensions the folder reader treats as images (case-insensitive)."""
-
-FolderLevel = Literal["parent", "grandparent"]
-
-_LEVELS: dict[str, int] = {"parent": 1, "grandparent": 2}
-_SYSTEM_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini"})
-
-
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name in _SYSTEM_NAMES
-
-
-def _folder_at(relative: Path, level: FolderLevel | None) -> str | None:
-    if level is None:
-        return None
-    depth = _LEVELS[level]
-    parents = relative.parts[:-1]
-    if len(parents) < depth:
-        return None
-    return parents[-depth]
 
 
 def _reader_of(path: Path) -> Callable[[], bytes]:
@@ -83,9 +73,7 @@ def read_image_folder(
     """
     if options:
         raise IngestError(f"the folder reader does not accept option(s) {sorted(options)!r}")
-    for argument, value in (("label_from", label_from), ("split_from", split_from)):
-        if value is not None and value not in _LEVELS:
-            raise IngestError(f"{argument} must be 'parent', 'grandparent' or None, got {value!r}")
+    check_folder_levels(label_from, split_from)
     base = Path(root)
     if base.is_file() and zipfile.is_zipfile(base):
         raise IngestError(f"{os.fspath(root)!r} is a zip archive; ingest it with reader='zip' (--reader zip)")
@@ -94,45 +82,35 @@ def read_image_folder(
     label_map = _load_labels(labels, base) if labels is not None else None
     used: set[str] = set()
 
-    for directory, folders, files in os.walk(base):
-        current = Path(directory)
-        if not folders and not files and current != base:
+    entries = walk_folder(
+        base,
+        empty_reason="empty folder: no images in it",
+        empty_hint="add its images or remove the folder; no class is created for it",
+    )
+    for entry in entries:
+        if isinstance(entry, SourceProblem):
+            yield entry
+            continue
+        path, relative_path = entry
+        relative = relative_path.as_posix()
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
             yield SourceProblem(
-                current.relative_to(base).as_posix() + "/",
-                "empty folder: no images in it",
-                "add its images or remove the folder; no class is created for it",
+                relative,
+                f"not an image file (extension {path.suffix!r})",
+                f"if it is an image, convert it to one of {', '.join(sorted(IMAGE_EXTENSIONS))}",
             )
-        for name in sorted(folders):
-            if _is_hidden(name):
-                relative = (current / name).relative_to(base).as_posix()
-                yield SourceProblem(relative + "/", "hidden or system folder skipped")
-        folders[:] = sorted(name for name in folders if not _is_hidden(name))
-
-        for name in sorted(files):
-            path = current / name
-            relative_path = path.relative_to(base)
-            relative = relative_path.as_posix()
-            if _is_hidden(name):
-                yield SourceProblem(relative, "hidden or system file skipped")
+            continue
+        record = _record(path, relative_path, label_from if label_map is None else None, split_from)
+        if label_map is not None:
+            if relative not in label_map:
+                yield SourceProblem(relative, "no label for this image in the label mapping",
+                                    "add a row for it to the mapping, or remove the image", failed=True)
                 continue
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                yield SourceProblem(
-                    relative,
-                    f"not an image file (extension {path.suffix!r})",
-                    f"if it is an image, convert it to one of {', '.join(sorted(IMAGE_EXTENSIONS))}",
-                )
-                continue
-            record = _record(path, relative_path, label_from if label_map is None else None, split_from)
-            if label_map is not None:
-                if relative not in label_map:
-                    yield SourceProblem(relative, "no label for this image in the label mapping",
-                                        "add a row for it to the mapping, or remove the image", failed=True)
-                    continue
-                used.add(relative)
-                given = label_map[relative]
-                extra = dict(record.extra, source_label=given) if canonical_label(given) != given else record.extra
-                record = replace(record, label=canonical_label(given), extra=extra)
-            yield record
+            used.add(relative)
+            given = label_map[relative]
+            extra = dict(record.extra, source_label=given) if canonical_label(given) != given else record.extra
+            record = replace(record, label=canonical_label(given), extra=extra)
+        yield record
 
     for unmatched in sorted(set(label_map or {}) - used):
         yield SourceProblem(unmatched, "listed in the label mapping but not found in the folder",
@@ -189,15 +167,7 @@ def _relative_to(path: str, base: Path) -> str:
 def _record(
     path: Path, relative: Path, label_from: FolderLevel | None, split_from: FolderLevel | None
 ) -> SourceRecord:
-    extra: dict[str, Any] = {}
-    label_folder = _folder_at(relative, label_from)
-    split_folder = _folder_at(relative, split_from)
-    label = canonical_label(label_folder) if label_folder else None
-    split = canonical_split(split_folder) if split_folder else None
-    if label_folder and label != label_folder:
-        extra["source_label"] = label_folder
-    if split_folder and split != split_folder:
-        extra["source_split"] = split_folder
+    label, split, extra = labels_from_folders(relative.parts[:-1], label_from, split_from)
     return SourceRecord(
         source_path=relative.as_posix(),
         read=_reader_of(path),
